@@ -1,0 +1,1 @@
+"""The ``airflow zygote`` command group."""
