@@ -27,66 +27,166 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("socket", "string", "ipc://{AIRFLOW_HOME}/zygote/zygote.sock", "ipc:///run/airflow-zygote/zygote.sock",
-           "ZeroMQ endpoint the zygote binds and the dag-processor connects to. ``ipc://`` paths live in a "
-           "directory the zygote creates owner-only; ``tcp://`` needs the CURVE keys below."),
-    Option("socket_group", "string", "", "airflow",
-           "Group allowed to use an ``ipc://`` socket (directory mode 0750, socket 0660). Empty: owner only."),
-    Option("curve_server_public_key", "string", "", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
-           "Z85 CURVE public key of the zygote. Required for ``tcp://``; the client verifies it."),
-    Option("curve_server_secret_key", "string", "", "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6",
-           "Z85 CURVE secret key of the zygote. Held by the gateway only.", sensitive=True),
-    Option("curve_client_public_key", "string", "", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
-           "Z85 CURVE public key of this client (dag-processor side) for ``tcp://``."),
-    Option("curve_client_secret_key", "string", "", "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs",
-           "Z85 CURVE secret key of this client (dag-processor side) for ``tcp://``.", sensitive=True),
-    Option("curve_allowed_clients", "string", "", "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
-           "Comma-separated Z85 public keys of the clients the zygote accepts over ``tcp://``."),
-    Option("max_workers", "integer", "16", "8",
-           "Parse workers running at once. Requests beyond it queue."),
-    Option("max_queued", "integer", "1024", "256",
-           "Requests that may wait for a worker. Beyond it a request is answered ``overloaded``."),
-    Option("worker_timeout", "float", "900", "300",
-           "Zygote-side ceiling on a worker's wall time in seconds, whatever the client asked for."),
-    Option("worker_memory_limit", "integer", "0", "2048",
-           "Kill a worker whose USS passes this many MiB (0: no limit)."),
-    Option("worker_cpu_limit", "integer", "0", "600",
-           "RLIMIT_CPU of a worker in seconds (0: no limit)."),
-    Option("worker_open_files", "integer", "0", "4096",
-           "RLIMIT_NOFILE of a worker (0: inherit the forker's)."),
-    Option("worker_max_output", "integer", "16777216", "1048576",
-           "Bytes of stdout plus stderr relayed per request; the excess is dropped after one marker line."),
-    Option("worker_max_children", "integer", "64", "16",
-           "Processes a worker may leave running; its process group is killed when it ends either way."),
-    Option("approved_modules", "string", "", "pandas, numpy, kubernetes.*, mycompany.*",
-           "Modules the zygote may preload after a worker imported them successfully. Names or ``prefix.*`` "
-           "patterns, comma or space separated. Airflow's own modules and installed providers are always "
-           "approved."),
-    Option("preload_modules", "string", "", "pandas",
-           "Approved modules imported eagerly at start (same verification as lazy preloads)."),
-    Option("preload_state_file", "string", "", "/var/lib/airflow-zygote/preload.json",
-           "Where the learned preload set is kept so a restarted zygote warms up at once. Empty: not kept."),
-    Option("probe_timeout", "float", "60", "30",
-           "Seconds a preload candidate may take to import in its probe child."),
-    Option("probe_memory_limit", "integer", "1024", "512",
-           "MiB a preload candidate may add to a process before it is rejected."),
-    Option("heartbeat_interval", "float", "1.0", "2.0",
-           "Seconds between heartbeats in both directions."),
-    Option("heartbeat_timeout", "float", "15.0", "30.0",
-           "Seconds without traffic after which a peer is gone: the zygote kills a vanished client's "
-           "workers, the client treats the zygote as unavailable."),
-    Option("connect_timeout", "float", "5.0", "10.0",
-           "Seconds the client waits for the zygote's handshake answer."),
-    Option("drain_timeout", "float", "60.0", "120.0",
-           "On SIGTERM, seconds in-flight parses may take before their workers are killed."),
-    Option("fallback", "string", "local", "fail",
-           "When the zygote is unreachable: ``local`` parses with Airflow's own subprocess (a warning once "
-           "per outage); ``fail`` fails the parse like a timed-out processor."),
-    Option("allowed_roots", "string", "", "/opt/airflow/dags, /opt/airflow/dag_bundles",
-           "Directories whose files the zygote parses (after resolving symlinks). Empty: the DAG bundle "
-           "roots and ``[dag_processor] dag_bundle_storage_path``."),
-    Option("memory_sample_interval", "float", "0.05", "0.2",
-           "Seconds between samples of each worker's USS/PSS."),
+    Option(
+        "socket",
+        "string",
+        "ipc://{AIRFLOW_HOME}/zygote/zygote.sock",
+        "ipc:///run/airflow-zygote/zygote.sock",
+        "ZeroMQ endpoint the zygote binds and the dag-processor connects to. ``ipc://`` paths live in a "
+        "directory the zygote creates owner-only; ``tcp://`` needs the CURVE keys below.",
+    ),
+    Option(
+        "socket_group",
+        "string",
+        "",
+        "airflow",
+        "Group allowed to use an ``ipc://`` socket (directory mode 0750, socket 0660). Empty: owner only.",
+    ),
+    Option(
+        "curve_server_public_key",
+        "string",
+        "",
+        "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7",
+        "Z85 CURVE public key of the zygote. Required for ``tcp://``; the client verifies it.",
+    ),
+    Option(
+        "curve_server_secret_key",
+        "string",
+        "",
+        "JTKVSB%%)wK0E.X)V>+}o?pNmC{O&4W4b!Ni{Lh6",
+        "Z85 CURVE secret key of the zygote. Held by the gateway only.",
+        sensitive=True,
+    ),
+    Option(
+        "curve_client_public_key",
+        "string",
+        "",
+        "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+        "Z85 CURVE public key of this client (dag-processor side) for ``tcp://``.",
+    ),
+    Option(
+        "curve_client_secret_key",
+        "string",
+        "",
+        "D:)Q[IlAW!ahhC2ac:9*A}h:p?([4%wOTJ%JR%cs",
+        "Z85 CURVE secret key of this client (dag-processor side) for ``tcp://``.",
+        sensitive=True,
+    ),
+    Option(
+        "curve_allowed_clients",
+        "string",
+        "",
+        "Yne@$w-vo<fVvi]a<NY6T1ed:M$fCG*[IaLV{hID",
+        "Comma-separated Z85 public keys of the clients the zygote accepts over ``tcp://``.",
+    ),
+    Option("max_workers", "integer", "16", "8", "Parse workers running at once. Requests beyond it queue."),
+    Option(
+        "max_queued",
+        "integer",
+        "1024",
+        "256",
+        "Requests that may wait for a worker. Beyond it a request is answered ``overloaded``.",
+    ),
+    Option(
+        "worker_timeout",
+        "float",
+        "900",
+        "300",
+        "Zygote-side ceiling on a worker's wall time in seconds, whatever the client asked for.",
+    ),
+    Option(
+        "worker_memory_limit",
+        "integer",
+        "0",
+        "2048",
+        "Kill a worker whose USS passes this many MiB (0: no limit).",
+    ),
+    Option("worker_cpu_limit", "integer", "0", "600", "RLIMIT_CPU of a worker in seconds (0: no limit)."),
+    Option("worker_open_files", "integer", "0", "4096", "RLIMIT_NOFILE of a worker (0: inherit the forker's)."),
+    Option(
+        "worker_max_output",
+        "integer",
+        "16777216",
+        "1048576",
+        "Bytes of stdout plus stderr relayed per request; the excess is dropped after one marker line.",
+    ),
+    Option(
+        "approved_modules",
+        "string",
+        "",
+        "pandas, numpy, kubernetes.*, mycompany.*",
+        "Modules the zygote may preload after a worker imported them successfully. Names or ``prefix.*`` "
+        "patterns, comma or space separated. Airflow's own modules and installed providers are always "
+        "approved.",
+    ),
+    Option(
+        "preload_modules",
+        "string",
+        "",
+        "pandas",
+        "Approved modules imported eagerly at start (same verification as lazy preloads).",
+    ),
+    Option(
+        "preload_state_file",
+        "string",
+        "",
+        "/var/lib/airflow-zygote/preload.json",
+        "Where the learned preload set is kept so a restarted zygote warms up at once. Empty: not kept.",
+    ),
+    Option(
+        "probe_timeout",
+        "float",
+        "60",
+        "30",
+        "Seconds a preload candidate may take to import in its probe child.",
+    ),
+    Option(
+        "probe_memory_limit",
+        "integer",
+        "1024",
+        "512",
+        "MiB a preload candidate may add to a process before it is rejected.",
+    ),
+    Option("heartbeat_interval", "float", "1.0", "2.0", "Seconds between heartbeats in both directions."),
+    Option(
+        "heartbeat_timeout",
+        "float",
+        "15.0",
+        "30.0",
+        "Seconds without traffic after which a peer is gone: the zygote kills a vanished client's "
+        "workers, the client treats the zygote as unavailable.",
+    ),
+    Option(
+        "connect_timeout",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds the client waits for the zygote's handshake answer.",
+    ),
+    Option(
+        "drain_timeout",
+        "float",
+        "60.0",
+        "120.0",
+        "On SIGTERM, seconds in-flight parses may take before their workers are killed.",
+    ),
+    Option(
+        "fallback",
+        "string",
+        "local",
+        "fail",
+        "When the zygote is unreachable: ``local`` parses with Airflow's own subprocess (a warning once "
+        "per outage); ``fail`` fails the parse like a timed-out processor.",
+    ),
+    Option(
+        "allowed_roots",
+        "string",
+        "",
+        "/opt/airflow/dags, /opt/airflow/dag_bundles",
+        "Directories whose files the zygote parses (after resolving symlinks). Empty: the DAG bundle "
+        "roots and ``[dag_processor] dag_bundle_storage_path``.",
+    ),
+    Option("memory_sample_interval", "float", "0.05", "0.2", "Seconds between samples of each worker's USS/PSS."),
 )
 
 
@@ -129,7 +229,6 @@ class Settings:
     worker_cpu_limit: int = 0
     worker_open_files: int = 0
     worker_max_output: int = 16 * 1024 * 1024
-    worker_max_children: int = 64
     approved_modules: tuple[str, ...] = ()
     preload_modules: tuple[str, ...] = ()
     preload_state_file: str = ""

@@ -41,7 +41,16 @@ ZYGOTE_COMMANDS: tuple[ActionCommand, ...] = (
         name="dag-processor",
         help="Run Airflow's dag-processor with parse children forked by the zygote",
         func=lazy_load_command("zygote.cli.commands.dag_processor"),
-        args=(ARG_PID, ARG_DAEMON, ARG_BUNDLE_NAME, ARG_NUM_RUNS, ARG_STDOUT, ARG_STDERR, ARG_LOG_FILE, ARG_VERBOSE),
+        args=(
+            ARG_PID,
+            ARG_DAEMON,
+            ARG_BUNDLE_NAME,
+            ARG_NUM_RUNS,
+            ARG_STDOUT,
+            ARG_STDERR,
+            ARG_LOG_FILE,
+            ARG_VERBOSE,
+        ),
     ),
     ActionCommand(
         name="status",
@@ -58,7 +67,7 @@ ZYGOTE_COMMANDS: tuple[ActionCommand, ...] = (
     ActionCommand(
         name="bench",
         help="Stock vs zygote parsing, side by side, on the same DAG files",
-        func=lazy_load_command("zygote.cli.commands.bench"),
+        func=lazy_load_command("zygote.bench.cli.bench"),
         args=(
             ARG_BENCH_DAGS,
             ARG_BENCH_ROUNDS,

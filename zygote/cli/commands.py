@@ -1,0 +1,80 @@
+"""Implementations of ``airflow zygote ...`` (imported only when a command runs)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import Namespace
+from typing import Any
+
+from zygote.config import load_settings
+
+
+def serve(args: Namespace) -> None:
+    """``airflow zygote serve``: the sidecar's main process."""
+    from zygote.endpoint import EndpointError
+    from zygote.logs import configure_logging
+    from zygote.server.gateway import Gateway
+
+    configure_logging("gateway", verbose=bool(getattr(args, "verbose", False)))
+    try:
+        gateway = Gateway(load_settings(), verbose=bool(getattr(args, "verbose", False)))
+    except EndpointError as exc:
+        print(f"airflow zygote serve: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(gateway.run())
+
+
+def status(args: Namespace) -> None:
+    """``airflow zygote status``: exit 0 when healthy, 1 when not, 2 when unreachable."""
+    from zygote.control import ControlError, query_status
+
+    try:
+        report = query_status(load_settings())
+    except ControlError as exc:
+        print(f"airflow zygote status: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(report, indent=2, sort_keys=True) if args.json else _human(report))
+    sys.exit(0 if report.get("healthy") else 1)
+
+
+def reload(args: Namespace) -> None:
+    """``airflow zygote reload``: a new forker generation; returns once it serves."""
+    from zygote.control import ControlError, request_reload
+
+    try:
+        print(request_reload(load_settings()))
+    except ControlError as exc:
+        print(f"airflow zygote reload: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def dag_processor(args: Namespace) -> None:
+    """``airflow zygote dag-processor``: Airflow's dag-processor with zygote-forked parse children."""
+    from zygote.client.command import run_dag_processor
+
+    run_dag_processor(args)
+
+
+def _human(report: dict[str, Any]) -> str:
+    forker = report.get("forker", {})
+    workers = report.get("workers", {})
+    preload = report.get("preload", {})
+    states: dict[str, int] = {}
+    for entry in preload.values():
+        states[entry.get("state", "?")] = states.get(entry.get("state", "?"), 0) + 1
+    lines = [
+        f"healthy:   {report.get('healthy')}",
+        f"versions:  {report.get('versions')}",
+        f"gateway:   pid {report.get('gateway', {}).get('pid')}, clients {report.get('gateway', {}).get('clients')}",
+        f"forker:    pid {forker.get('pid')}, generation {forker.get('generation')}, threads {forker.get('threads')}, "
+        f"frozen {forker.get('frozen_objects')}, state {forker.get('state')}",
+        f"workers:   running {workers.get('running')}, queued {workers.get('queued')}, max {workers.get('max')}",
+        f"requests:  {report.get('requests')}",
+        f"fork_ms:   {report.get('fork_ms')}",
+        f"parse_s:   {report.get('parse_s')}",
+        f"preload:   {states}",
+    ]
+    rejected = {name: e.get("reason") for name, e in preload.items() if e.get("state") == "rejected"}
+    lines += [f"  rejected {name}: {reason}" for name, reason in sorted(rejected.items())[:20]]
+    return "\n".join(lines)

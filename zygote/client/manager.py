@@ -1,0 +1,92 @@
+"""``DagFileProcessorManager`` with parse children from the zygote.
+
+Only two methods differ from Airflow's: ``_create_process`` (ask the zygote, fall back per
+``[zygote] fallback``) and ``end`` (stock ``end()`` kills local pids, which for remote workers is
+meaningless or, worse, hits an unrelated local process). The rest of the loop — file queue, DB
+writes, callbacks, timeouts, stats — is Airflow's.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+from airflow.configuration import conf
+from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
+from airflow.dag_processing.processor import DagFileProcessorProcess
+from airflow.utils.process_utils import kill_child_processes_by_pids
+from uuid6 import uuid7
+
+from zygote.client.connection import ZygoteConnection, ZygoteUnavailable
+from zygote.client.ledger import Ledger
+from zygote.client.process import ZygoteDagFileProcessorProcess
+from zygote.config import Settings, load_settings
+from zygote.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@attrs.define(kw_only=True)
+class ZygoteDagFileProcessorManager(DagFileProcessorManager):
+    settings: Settings = attrs.field(factory=load_settings)
+    ledger: Ledger = attrs.field(factory=Ledger, init=False)
+    _connection: ZygoteConnection | None = attrs.field(default=None, init=False)
+
+    def _create_process(self, dag_file: DagFileInfo) -> DagFileProcessorProcess:
+        logger, logger_filehandle = self._get_logger_for_dag_file(dag_file)
+        kwargs: dict[str, Any] = {
+            "id": uuid7(),
+            "path": dag_file.absolute_path,
+            "bundle_path": cast("Path", dag_file.bundle_path),
+            "bundle_name": dag_file.bundle_name,
+            "dag_file_rel_path": str(dag_file.rel_path),
+            "callbacks": self._callback_to_execute.pop(dag_file, []),
+            "selector": self.selector,
+            "logger": logger,
+            "logger_filehandle": logger_filehandle,
+            "subprocess_logs_to_stdout": conf.get("logging", "dag_processor_log_target") == "stdout",
+            "client": self.client,
+        }
+        return self._start_process(kwargs)
+
+    def _start_process(self, kwargs: dict[str, Any]) -> DagFileProcessorProcess:
+        connection = self.zygote_connection()
+        request_id = str(kwargs["id"])
+        self.ledger.open(request_id, os.fspath(kwargs["path"]))
+        try:
+            return ZygoteDagFileProcessorProcess.start_remote(
+                connection=connection, timeout=float(self.processor_timeout), **kwargs
+            )
+        except ZygoteUnavailable as exc:
+            self.ledger.close(request_id, exc.outcome, detail=exc.detail)
+            return self._fall_back(kwargs, exc)
+
+    def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:
+        first = self.zygote_connection().note_fallback(exc.outcome, exc.detail)
+        if self.settings.fallback == "fail":
+            if first:
+                log.warning("zygote.unavailable", reason=str(exc), fallback="fail")
+            kwargs.pop("path")
+            kwargs.pop("bundle_path")
+            kwargs.pop("callbacks")
+            return ZygoteDagFileProcessorProcess.failed(reason=str(exc), **kwargs)
+        if first:
+            log.warning("zygote.unavailable", reason=str(exc), fallback="local")
+        return DagFileProcessorProcess.start(**kwargs)
+
+    def zygote_connection(self) -> ZygoteConnection:
+        """Created on first use: after any daemonizing fork, inside the process that parses."""
+        if self._connection is None:
+            self._connection = ZygoteConnection(self.settings, self.ledger)
+        return self._connection
+
+    def end(self) -> None:
+        """Kill local fallback children by pid; remote workers through the zygote."""
+        local = [p.pid for p in self._processors.values() if not getattr(p, "is_remote", False) and p.pid]
+        if local:
+            kill_child_processes_by_pids(local)
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -1,0 +1,80 @@
+"""Versions and a fingerprint of the parse-relevant Airflow settings, compared at handshake.
+
+A setting given to one side only changes what a parse produces (the spike saw one such setting
+change every DAG hash). Both sides hash the options of the sections below; sensitive options are
+hashed too (the hash reveals nothing) but DB and secret-key material never is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from typing import Any
+
+PARSE_SECTIONS = ("core", "dag_processor", "secrets", "operators")
+IGNORED = frozenset(
+    {
+        ("core", "fernet_key"),
+        ("core", "internal_api_secret_key"),
+        ("core", "hostname_callable"),
+        ("core", "executor"),
+        ("core", "parallelism"),
+        ("core", "sql_alchemy_conn"),
+        ("dag_processor", "parsing_processes"),
+        ("dag_processor", "stale_dag_threshold"),
+        ("dag_processor", "print_stats_interval"),
+    }
+)
+
+
+def versions() -> dict[str, Any]:
+    from airflow import __version__ as airflow_version
+
+    from protocol import PROTOCOL_VERSION
+
+    return {
+        "protocol": PROTOCOL_VERSION,
+        "airflow": airflow_version,
+        "python": platform.python_version(),
+    }
+
+
+def config_fingerprint() -> dict[str, str]:
+    """``section.option`` -> short hash of its effective value, for :data:`PARSE_SECTIONS`."""
+    from airflow.configuration import conf
+
+    fingerprint: dict[str, str] = {}
+    for section in PARSE_SECTIONS:
+        for option, value in sorted((conf.getsection(section) or {}).items()):
+            if (section, option) not in IGNORED:
+                fingerprint[f"{section}.{option}"] = hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+    return fingerprint
+
+
+def version_mismatch(ours: dict[str, Any], theirs: dict[str, Any], role: str) -> str:
+    """Why the two sides may not work together, naming both values; empty when they may."""
+    keys = ["protocol"] if role == "control" else ["protocol", "airflow", "python"]
+    diffs = [f"{key}: client {theirs.get(key)} vs zygote {ours[key]}" for key in keys if not _same(key, ours, theirs)]
+    return "; ".join(diffs)
+
+
+def _same(key: str, ours: dict[str, Any], theirs: dict[str, Any]) -> bool:
+    if key == "python":
+        return _major_minor(str(ours[key])) == _major_minor(str(theirs.get(key, "")))
+    return bool(ours[key] == theirs.get(key))
+
+
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def config_mismatch(ours: dict[str, str], theirs: dict[str, Any]) -> str:
+    """Options whose values differ between the two sides (names only, never values)."""
+    differing = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
+    if not differing:
+        return ""
+    return (
+        f"{len(differing)} parse-relevant Airflow option(s) differ between dag-processor and zygote: "
+        + ", ".join(differing[:20])
+        + ". Give both containers the same Airflow configuration."
+    )

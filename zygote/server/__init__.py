@@ -1,0 +1,1 @@
+"""The zygote: a gateway process (ZeroMQ) and a single-threaded forker process (fork per parse)."""

@@ -1,0 +1,46 @@
+"""Entry point of a forker generation, started by the gateway as a fresh interpreter.
+
+Usage (by the gateway only): ``python -c 'from zygote.server.forker_main import main; main()'
+--fd N --generation G``. The fd is this side of the gateway's socketpair.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parse_args(argv)
+    _clean_sys_path()
+    from zygote.config import load_settings
+    from zygote.logs import configure_logging
+    from zygote.server.forker import Forker
+    from zygote.server.warmup import import_parse_path
+
+    settings = load_settings()
+    import_parse_path()
+    configure_logging("forker", verbose=args.verbose)  # after Airflow configured its own logging
+    link = socket.socket(fileno=args.fd)
+    link.setblocking(True)
+    forker = Forker(settings, link, args.generation)
+    forker.prepare()
+    forker.run()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="zygote-forker")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--generation", type=int, required=True)
+    parser.add_argument("--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def _clean_sys_path() -> None:
+    """``python -c`` puts the cwd first on sys.path; a stock parse child does not have it."""
+    if sys.path and sys.path[0] in ("", os.getcwd()):
+        del sys.path[0]

@@ -1,0 +1,611 @@
+"""The gateway: owns the ZeroMQ ROUTER socket, relays bytes, never forks a worker.
+
+How this works: one loop polls the ROUTER, the forker links, the workers' channel sockets (only
+those whose request has credit) and a signal wakeup socket, with a timeout computed from the next
+deadline (heartbeats, drain). Clients must say ``hello`` first. Requests queue here (bounded) and
+go to the current forker generation as worker slots free up. A worker's bytes reach the client
+before its ``exited``, which is sent only once every channel reached EOF. Signals only wake the
+loop. As PID 1 the gateway reaps any child that ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+import zmq
+
+from protocol import (
+    Ack,
+    Credit,
+    Drain,
+    Error,
+    ErrorCode,
+    Exited,
+    Heartbeat,
+    Hello,
+    Input,
+    Message,
+    Output,
+    ProtocolError,
+    Ready,
+    Reload,
+    Signal,
+    Spawn,
+    Started,
+    StatusReply,
+    StatusRequest,
+    Welcome,
+    decode,
+    encode,
+)
+from zygote.config import Settings, load_settings
+from zygote.endpoint import bind_router
+from zygote.fingerprint import config_fingerprint, config_mismatch, version_mismatch, versions
+from zygote.logs import get_logger
+from zygote.server.forker_link import ForkerLink, ForkerState
+from zygote.server.paths import allowed_roots, path_refusal
+from zygote.server.relay import InputOverflow, Relay
+from zygote.server.requests import Request, RequestState, RequestTable
+from zygote.server.status import StatusBook
+
+log = get_logger(__name__)
+
+CREDIT_WINDOW = 1024 * 1024
+CHANNEL_DRAIN_S = 10.0
+"""How long a dead worker's channels may stay open (held by a stray) before they are closed."""
+STATUS_WAIT_S = 3.0
+MAX_RESTART_BACKOFF_S = 30.0
+DRAIN_EXIT_GRACE_S = 10.0
+
+
+@dataclass
+class Session:
+    name: str
+    role: str
+    last_seen: float
+    last_sent: float
+
+
+class Gateway:
+    """The zygote's long-lived process (PID 1 in its container)."""
+
+    def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
+        self.settings = settings
+        self.verbose = verbose
+        self.instance = uuid.uuid4().hex
+        self.started_at = time.monotonic()
+        self.roots = allowed_roots(settings)
+        self.ours = versions()
+        self.fingerprint = config_fingerprint()
+        self.sessions: dict[bytes, Session] = {}
+        self.requests = RequestTable()
+        self.forkers: dict[int, ForkerLink] = {}
+        self.generation = 0
+        self.current: ForkerLink | None = None
+        self.pending_reloads: list[tuple[bytes, str]] = []
+        self.restart_at: float | None = None
+        self.restart_backoff = 1.0
+        self.draining_since: float | None = None
+        self.book = StatusBook()
+        self.context: zmq.Context[Any] = zmq.Context()
+        self.router = bind_router(self.context, settings)
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        self._start_forker()
+        log.info(
+            "gateway.serving",
+            endpoint=self.settings.socket,
+            pid=os.getpid(),
+            roots=[str(r) for r in self.roots],
+        )
+        while not self._finished():
+            self._poll_once()
+        log.info("gateway.stopped", requests=self.book.outcomes)
+        self.router.close(linger=1000)
+        self.context.term()
+        return 0
+
+    def _finished(self) -> bool:
+        if self.draining_since is None:
+            return False
+        if time.monotonic() - self.draining_since > self.settings.drain_timeout + DRAIN_EXIT_GRACE_S:
+            for forker in self.forkers.values():
+                _kill(forker.pid)
+            return True
+        return not len(self.requests) and not self.forkers
+
+    def _install_signals(self) -> None:
+        self.wakeup_r, wakeup_w = socket.socketpair()
+        self.wakeup_r.setblocking(False)
+        wakeup_w.setblocking(False)
+        self._wakeup_w = wakeup_w
+        signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
+            signal.signal(signum, _note_signal)
+
+    def _start_forker(self) -> None:
+        self.generation += 1
+        forker = ForkerLink.spawn(self.generation, self.verbose)
+        self.forkers[forker.pid] = forker
+        log.info("forker.starting", generation=forker.generation, pid=forker.pid)
+
+    # --- polling ---------------------------------------------------------------------------------
+
+    def _poll_once(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.router, zmq.POLLIN)
+        poller.register(self.wakeup_r.fileno(), zmq.POLLIN)
+        handlers: dict[int, Any] = {self.wakeup_r.fileno(): self._read_signals}
+        for forker in self.forkers.values():
+            poller.register(forker.sock.fileno(), zmq.POLLIN | (zmq.POLLOUT if forker.out else 0))
+            handlers[forker.sock.fileno()] = forker
+        for request in self.requests.live():
+            self._register_relay(poller, handlers, request)
+        events = poller.poll(self._timeout_ms())
+        for target, mask in events:
+            self._on_event(target, mask, handlers)
+        self._on_timers(time.monotonic())
+
+    def _register_relay(self, poller: zmq.Poller, handlers: dict[int, Any], request: Request) -> None:
+        relay = request.relay
+        if relay is None:
+            return
+        write_fd = relay.wants_write()
+        for fd, channel in relay.readable_fds().items():
+            flags = zmq.POLLIN | (zmq.POLLOUT if fd == write_fd else 0)
+            poller.register(fd, flags)
+            handlers[fd] = (request, channel)
+        if write_fd is not None and write_fd not in handlers:
+            poller.register(write_fd, zmq.POLLOUT)
+            handlers[write_fd] = (request, "requests")
+
+    def _timeout_ms(self) -> int:
+        now = time.monotonic()
+        deadlines = [now + self.settings.heartbeat_interval]
+        if self.restart_at is not None:
+            deadlines.append(self.restart_at)
+        return max(0, int((min(deadlines) - now) * 1000))
+
+    def _on_event(self, target: Any, mask: int, handlers: dict[int, Any]) -> None:
+        if target is self.router:
+            self._read_router()
+            return
+        handler = handlers.get(target)
+        if handler is None:
+            return
+        if isinstance(handler, ForkerLink):
+            self._on_forker_event(handler, mask)
+        elif isinstance(handler, tuple):
+            self._on_relay_event(handler[0], handler[1], mask)
+        else:
+            handler()
+
+    def _on_timers(self, now: float) -> None:
+        self._heartbeats(now)
+        self.book.expire_status(now, self._reply_status)
+        for request in self.requests.live():
+            if request.state is RequestState.EXITED and now - request.exited_at > CHANNEL_DRAIN_S:
+                log.warning("request.channels_forced_closed", request_id=request.spawn.id)
+                if request.relay is not None:
+                    request.relay.close_all()
+                self._maybe_complete(request)
+        if self.restart_at is not None and now >= self.restart_at and self.draining_since is None:
+            self.restart_at = None
+            self._start_forker()
+
+    # --- signals and children --------------------------------------------------------------------
+
+    def _read_signals(self) -> None:
+        try:
+            signums = self.wakeup_r.recv(4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        if signal.SIGTERM in signums or signal.SIGINT in signums:
+            self._begin_drain()
+        if signal.SIGHUP in signums:
+            self._reload(None)
+        if signal.SIGCHLD in signums:
+            self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            forker = self.forkers.get(pid)
+            if forker is not None:
+                log.info("forker.exited", generation=forker.generation, status=os.waitstatus_to_exitcode(status))
+                self._forker_gone(forker)
+
+    def _begin_drain(self) -> None:
+        if self.draining_since is not None:
+            return
+        self.draining_since = time.monotonic()
+        log.info("gateway.draining", requests=len(self.requests), deadline_s=self.settings.drain_timeout)
+        while (request := self.requests.next_queued()) is not None:
+            self._reply_error(request, ErrorCode.SHUTTING_DOWN, "the zygote is shutting down")
+        for forker in self.forkers.values():
+            forker.send(Drain(deadline_s=self.settings.drain_timeout))
+            forker.state = ForkerState.DRAINING
+
+    def _reload(self, requester: tuple[bytes, str] | None) -> None:
+        if requester is not None:
+            self.pending_reloads.append(requester)
+        if self.draining_since is not None:
+            return
+        if not any(f.state is ForkerState.STARTING for f in self.forkers.values()):
+            log.info("gateway.reload", generation=self.generation + 1)
+            self._start_forker()
+
+    # --- forkers ---------------------------------------------------------------------------------
+
+    def _on_forker_event(self, forker: ForkerLink, mask: int) -> None:
+        if mask & zmq.POLLOUT:
+            forker.flush()
+        if not mask & zmq.POLLIN:
+            return
+        try:
+            received = forker.receive()
+        except ProtocolError as exc:
+            log.error("forker.link_corrupt", generation=forker.generation, error=str(exc))
+            _kill(forker.pid)
+            received = None
+        if received is None:
+            self._forker_gone(forker)
+            return
+        for message, fds in received:
+            self._on_forker_message(forker, message, fds)
+
+    def _on_forker_message(self, forker: ForkerLink, message: Message, fds: list[int]) -> None:
+        if isinstance(message, Ready):
+            self._forker_ready(forker, message)
+        elif isinstance(message, Started):
+            self._worker_started(forker, message, fds)
+        elif isinstance(message, Exited):
+            self._worker_exited(forker, message)
+        elif isinstance(message, Error):
+            self._worker_failed(forker, message)
+        elif isinstance(message, StatusReply):
+            self.book.forker_status(message.id, message.status, self._reply_status)
+
+    def _forker_ready(self, forker: ForkerLink, ready: Ready) -> None:
+        forker.state = ForkerState.DRAINING if self.draining_since is not None else ForkerState.READY
+        self.restart_backoff = 1.0
+        log.info("forker.ready", generation=ready.generation, pid=ready.pid, frozen=ready.frozen)
+        for old in self.forkers.values():
+            if old is not forker and old.state is ForkerState.READY:
+                old.send(Drain(deadline_s=self.settings.worker_timeout))
+                old.state = ForkerState.DRAINING
+        self.current = forker
+        for client, request_id in self.pending_reloads:
+            self._send(client, Ack(id=request_id, detail=f"generation {ready.generation} is serving"))
+        self.pending_reloads.clear()
+        self._dispatch()
+
+    def _forker_gone(self, forker: ForkerLink) -> None:
+        if forker.state is ForkerState.GONE:
+            return
+        was_serving = forker.state in (ForkerState.STARTING, ForkerState.READY)
+        forker.close()
+        self.forkers.pop(forker.pid, None)
+        _kill(forker.pid)
+        for request in self.requests.live():
+            if request.slot_open and request.generation == forker.generation:
+                self.requests.close_slot(request)
+                self._reply_error(request, ErrorCode.FORKER_LOST, f"forker generation {forker.generation} died")
+        if self.current is forker:
+            self.current = None
+        if was_serving and self.draining_since is None and self.current is None:
+            self.restart_at = time.monotonic() + self.restart_backoff
+            self.restart_backoff = min(self.restart_backoff * 2, MAX_RESTART_BACKOFF_S)
+            log.error("forker.lost", generation=forker.generation, restart_in_s=self.restart_at - time.monotonic())
+
+    def _dispatch(self) -> None:
+        forker = self.current
+        if forker is None or forker.state is not ForkerState.READY:
+            return
+        while self._running_workers() < self.settings.max_workers:
+            request = self.requests.next_queued()
+            if request is None:
+                return
+            request.state = RequestState.DISPATCHED
+            request.generation = forker.generation
+            request.slot_open = True
+            forker.send(replace(request.spawn, id=request.internal_id))
+
+    def _running_workers(self) -> int:
+        return sum(1 for request in self.requests.live() if request.slot_open)
+
+    def _worker_started(self, forker: ForkerLink, started: Started, fds: list[int]) -> None:
+        request = self.requests.by_internal(started.id)
+        relay = Relay.from_fds(fds, CREDIT_WINDOW, self.settings.worker_max_output)
+        if request is None or request.replied:
+            relay.close_all()
+            return
+        request.relay = relay
+        request.state = RequestState.RUNNING
+        self.book.fork_ms.add(started.fork_ms)
+        self._send(request.client, replace(started, id=request.spawn.id))
+
+    def _worker_exited(self, forker: ForkerLink, exited: Exited) -> None:
+        request = self.requests.by_internal(exited.id)
+        if request is None:
+            return
+        request.exited = exited
+        request.exited_at = time.monotonic()
+        request.state = RequestState.EXITED
+        self.requests.close_slot(request)
+        self._maybe_complete(request)
+        self._dispatch()
+
+    def _worker_failed(self, forker: ForkerLink, error: Error) -> None:
+        request = self.requests.by_internal(error.id)
+        if request is None:
+            return
+        self.requests.close_slot(request)
+        self._reply_error(request, ErrorCode(error.code), error.message)
+        self._dispatch()
+
+    # --- relaying --------------------------------------------------------------------------------
+
+    def _on_relay_event(self, request: Request, channel: str, mask: int) -> None:
+        relay = request.relay
+        if relay is None:
+            return
+        if mask & zmq.POLLOUT:
+            relay.flush_input()
+        if not mask & zmq.POLLIN or channel not in relay.sockets:
+            return
+        data, still_open = relay.read(channel)
+        if data and not request.replied:
+            self._send(request.client, Output(id=request.spawn.id, channel=channel, data=data))
+        if relay.take_marker() and not request.replied:
+            marker = (
+                f"[airflow-zygote] output limit of {relay.output_limit} bytes reached; further stdout/stderr dropped\n"
+            )
+            self._send(request.client, Output(id=request.spawn.id, channel="stderr", data=marker.encode()))
+        if not still_open:
+            self._maybe_complete(request)
+
+    def _maybe_complete(self, request: Request) -> None:
+        exited = request.exited
+        if exited is None or (request.relay is not None and not request.relay.all_closed):
+            return
+        dropped = request.relay.dropped if request.relay is not None else 0
+        message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
+        if self.requests.mark_replied(request):
+            self.book.finished(message)
+            self._send(request.client, message)
+            log.info(
+                "request.finished",
+                request_id=request.spawn.id,
+                file=request.spawn.path,
+                outcome=message.outcome,
+                exit_code=message.exit_code,
+                wall_s=round(message.stats.get("wall_s", 0.0), 4),
+                fork_ms=round(message.stats.get("fork_ms", 0.0), 3),
+                peak_uss=message.stats.get("peak_uss"),
+                peak_pss=message.stats.get("peak_pss"),
+                queued_s=round(request.exited_at - request.accepted_at - message.stats.get("wall_s", 0.0), 4),
+            )
+
+    def _reply_error(self, request: Request, code: ErrorCode, text: str) -> None:
+        if self.requests.mark_replied(request):
+            self.book.count(code.value)
+            self._send(request.client, Error(id=request.spawn.id, code=code.value, message=text))
+            log.info(
+                "request.finished",
+                request_id=request.spawn.id,
+                file=request.spawn.path,
+                outcome=code.value,
+                error=text,
+            )
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def _read_router(self) -> None:
+        for _ in range(1000):
+            try:
+                frames = self.router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._on_client_frames(frames)
+
+    def _on_client_frames(self, frames: list[bytes]) -> None:
+        client = frames[0]
+        if len(frames) != 2:
+            self._send(client, Error(id="", code=ErrorCode.MALFORMED.value, message="expected exactly one frame"))
+            return
+        try:
+            message = decode(frames[1])
+        except ProtocolError as exc:
+            log.warning("client.bad_message", code=exc.code.value, error=exc.message)
+            self._send(client, Error(id="", code=exc.code.value, message=exc.message))
+            return
+        if isinstance(message, Hello):
+            self._hello(client, message)
+            return
+        session = self.sessions.get(client)
+        if session is None:
+            self._send(client, Error(id="", code=ErrorCode.HELLO_REQUIRED.value, message="send hello first"))
+            return
+        session.last_seen = time.monotonic()
+        self._on_client_message(client, session, message)
+
+    def _hello(self, client: bytes, hello: Hello) -> None:
+        theirs = {"protocol": hello.protocol, "airflow": hello.airflow, "python": hello.python}
+        problem = version_mismatch(self.ours, theirs, hello.role)
+        code = ErrorCode.VERSION_MISMATCH
+        if not problem and hello.role == "client":
+            problem, code = config_mismatch(self.fingerprint, hello.config), ErrorCode.CONFIG_MISMATCH
+        if problem:
+            log.error("client.refused", client=hello.client, reason=problem)
+            self._send(client, Error(id="", code=code.value, message=problem))
+            return
+        now = time.monotonic()
+        self.sessions[client] = Session(hello.client, hello.role, now, now)
+        self._send(
+            client,
+            Welcome(
+                server=self.instance,
+                protocol=self.ours["protocol"],
+                airflow=self.ours["airflow"],
+                python=self.ours["python"],
+                gateway_pid=os.getpid(),
+                heartbeat_interval=self.settings.heartbeat_interval,
+                credit_window=CREDIT_WINDOW,
+            ),
+        )
+        log.info("client.connected", client=hello.client, role=hello.role)
+
+    def _on_client_message(self, client: bytes, session: Session, message: Message) -> None:
+        if isinstance(message, Spawn):
+            self._spawn(client, message)
+        elif isinstance(message, (Input, Credit, Signal)):
+            self._request_message(client, message)
+        elif isinstance(message, StatusRequest):
+            self._status(client, message.id)
+        elif isinstance(message, Reload):
+            self._reload((client, message.id))
+        elif not isinstance(message, Heartbeat):
+            self._send(
+                client,
+                Error(id="", code=ErrorCode.UNKNOWN_TYPE.value, message=f"{message.TYPE} is not for the gateway"),
+            )
+
+    def _spawn(self, client: bytes, spawn: Spawn) -> None:
+        if (client, spawn.id) in self.requests:
+            self._send(
+                client,
+                Error(id=spawn.id, code=ErrorCode.DUPLICATE_ID.value, message=f"request {spawn.id} is open"),
+            )
+            return
+        request = self.requests.accept(client, spawn, time.monotonic())
+        refusal = self._refusal(spawn)
+        if refusal is not None:
+            self._reply_error(request, *refusal)
+            return
+        self._dispatch()
+
+    def _refusal(self, spawn: Spawn) -> tuple[ErrorCode, str] | None:
+        if self.draining_since is not None:
+            return ErrorCode.SHUTTING_DOWN, "the zygote is shutting down"
+        problem = path_refusal(spawn.path, self.roots)
+        if problem:
+            return ErrorCode.REJECTED_PATH, problem
+        if self.requests.queued > self.settings.max_queued:
+            return (
+                ErrorCode.OVERLOADED,
+                f"{self.settings.max_queued} requests are already waiting for a worker",
+            )
+        return None
+
+    def _request_message(self, client: bytes, message: Input | Credit | Signal) -> None:
+        request = self.requests.get((client, message.id))
+        if request is None:
+            self._send(
+                client,
+                Error(id=message.id, code=ErrorCode.UNKNOWN_ID.value, message=f"no open request {message.id}"),
+            )
+        elif isinstance(message, Credit):
+            if request.relay is not None:
+                request.relay.credit += max(0, message.size)
+        elif isinstance(message, Input):
+            self._input(request, message.data)
+        else:
+            self._signal(request, message.signum)
+
+    def _input(self, request: Request, data: bytes) -> None:
+        if request.relay is None:
+            return
+        try:
+            request.relay.add_input(data)
+        except InputOverflow as exc:
+            self._signal(request, signal.SIGKILL)
+            self._reply_error(request, ErrorCode.OVERSIZED, str(exc))
+
+    def _signal(self, request: Request, signum: int) -> None:
+        if request.state is RequestState.QUEUED:
+            cancelled = Exited(id=request.spawn.id, exit_code=-signum, outcome="killed", stats={})
+            if self.requests.mark_replied(request):
+                self.book.finished(cancelled)
+                self._send(request.client, cancelled)
+            return
+        forker = next((f for f in self.forkers.values() if f.generation == request.generation), None)
+        if forker is not None and request.slot_open:
+            forker.send(Signal(id=request.internal_id, signum=signum))
+
+    def _heartbeats(self, now: float) -> None:
+        for client, session in list(self.sessions.items()):
+            if now - session.last_seen > self.settings.heartbeat_timeout:
+                self._client_gone(client, "heartbeat timeout")
+            elif now - session.last_sent >= self.settings.heartbeat_interval:
+                self._send(client, Heartbeat())
+
+    def _client_gone(self, client: bytes, why: str) -> None:
+        session = self.sessions.pop(client, None)
+        if session is None:
+            return
+        orphans = [r for r in self.requests.live() if r.client == client]
+        log.warning("client.gone", client=session.name, reason=why, requests=len(orphans))
+        for request in orphans:
+            if self.requests.mark_replied(request):
+                self.book.count(ErrorCode.CLIENT_GONE.value)
+            if request.slot_open:
+                self._signal(request, signal.SIGKILL)
+
+    def _send(self, client: bytes, message: Message) -> None:
+        try:
+            self.router.send_multipart([client, encode(message)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:
+            if exc.errno == errno.EHOSTUNREACH:
+                self._client_gone(client, "unreachable")
+                return
+            log.error("client.send_failed", error=str(exc), type=message.TYPE)
+            return
+        session = self.sessions.get(client)
+        if session is not None:
+            session.last_sent = time.monotonic()
+
+    # --- status ----------------------------------------------------------------------------------
+
+    def _status(self, client: bytes, request_id: str) -> None:
+        forker = self.current
+        if forker is None or forker.state is not ForkerState.READY:
+            self._reply_status(client, request_id, None)
+            return
+        internal = self.book.await_forker(client, request_id, time.monotonic() + STATUS_WAIT_S)
+        forker.send(StatusRequest(id=internal))
+
+    def _reply_status(self, client: bytes, request_id: str, forker_status: dict[str, Any] | None) -> None:
+        status = self.book.assemble(self, forker_status)
+        self._send(client, StatusReply(id=request_id, status=status))
+
+
+def _note_signal(signum: int, frame: Any) -> None:
+    """Signals only wake the loop (through the wakeup fd); the loop does the work."""
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return
+
+
+def serve(verbose: bool = False) -> int:
+    """Run the zygote until SIGTERM/SIGINT drained it."""
+    return Gateway(load_settings(), verbose=verbose).run()

@@ -1,0 +1,127 @@
+"""Thin wrappers over the Linux facilities the zygote relies on (prctl, /proc, fds, rlimits)."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import resource
+import signal
+from collections.abc import Iterable
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send ``signum`` to this process when its parent dies."""
+    _prctl(_PR_SET_PDEATHSIG, signum)
+
+
+def become_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process (so it can reap and kill them)."""
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def native_thread_count() -> int:
+    """Threads of this process as the kernel sees them (C threads included)."""
+    return len(os.listdir("/proc/self/task"))
+
+
+def open_fds() -> set[int]:
+    """File descriptors open in this process."""
+    fds = {int(name) for name in os.listdir("/proc/self/fd")}
+    return {fd for fd in fds if _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def close_fds_except(keep: Iterable[int]) -> None:
+    """Close every fd but ``keep``: a worker inherits nothing it does not need."""
+    for fd in open_fds() - set(keep):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (all threads), from /proc."""
+    children: list[int] = []
+    task_dir = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return children
+    for tid in tids:
+        try:
+            with open(f"{task_dir}/{tid}/children") as handle:
+                children.extend(int(p) for p in handle.read().split())
+        except OSError:
+            continue
+    return children
+
+
+def smaps_memory(pid: int | str = "self") -> dict[str, int]:
+    """USS, PSS and RSS in bytes from ``/proc/<pid>/smaps_rollup`` (cheap, no psutil)."""
+    fields: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as handle:
+            for line in handle:
+                name, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    fields[name] = int(parts[0]) * 1024
+    except OSError:
+        return {}
+    uss = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {"uss": uss, "pss": fields.get("Pss", 0), "rss": fields.get("Rss", 0)}
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process from /proc/self/statm."""
+    with open("/proc/self/statm") as handle:
+        pages = int(handle.read().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def set_rlimit(which: int, value: int) -> None:
+    """Lower a resource limit (soft and hard); 0 means leave it alone."""
+    if value > 0:
+        resource.setrlimit(which, (value, value))
+
+
+def kill_quietly(pid: int, signum: int = signal.SIGKILL) -> bool:
+    """Send a signal; False if the process is already gone."""
+    try:
+        os.kill(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def kill_group_quietly(pgid: int, signum: int = signal.SIGKILL) -> bool:
+    """Signal a whole process group; False if it is empty."""
+    try:
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def exit_code_from_status(status: int) -> int:
+    """A wait status as Airflow sees it: the exit code, or minus the signal number."""
+    if os.WIFSIGNALED(status):
+        return -os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)

@@ -1,0 +1,272 @@
+"""Lazy, verified preloading of approved modules into the forker.
+
+How this works: workers report the modules they imported. Approved ones that the forker lacks
+become PENDING. A throwaway **probe** child (forked from the forker, so it starts from the same
+state) imports the pending modules in the order a worker imported them and, after each one,
+checks that the process still has one thread, no new fd, no child process, and the same GC
+settings, and that the import stayed within time and memory bounds. It reports a verdict per
+module and stops at the first safety violation (the process is tainted from there on); an
+ImportError is a rejection of that module only. Modules that passed are then imported in the
+forker itself, followed by ``gc.collect()`` and ``gc.freeze()``. Rejections are final for this
+generation and kept with their reason for ``status``.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import gc
+import importlib
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, NoReturn
+
+from protocol import ProbeReport, frame
+from zygote.server import osutil
+
+
+class ModuleState(enum.Enum):
+    NOT_SEEN = "not_seen"
+    PENDING = "pending"
+    PROBING = "probing"
+    VERIFIED = "verified"
+    LOADED = "loaded"
+    REJECTED = "rejected"
+
+
+@dataclass
+class ModuleRecord:
+    state: ModuleState
+    reason: str = ""
+    import_s: float = 0.0
+    memory_delta: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "reason": self.reason,
+            "import_s": round(self.import_s, 6),
+            "memory_delta": self.memory_delta,
+        }
+
+
+class ApprovedPatterns:
+    """``pandas``, ``mycompany.*``: a name matches itself and its submodules; ``*`` globs."""
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(dict.fromkeys(p.strip() for p in patterns if p.strip()))
+
+    @classmethod
+    def with_airflow(cls, configured: Iterable[str]) -> ApprovedPatterns:
+        """The configured patterns plus Airflow and every installed provider's package."""
+        return cls((*configured, "airflow", *_provider_packages()))
+
+    def matches(self, module: str) -> bool:
+        return any(_matches(pattern, module) for pattern in self.patterns)
+
+
+def _matches(pattern: str, module: str) -> bool:
+    base = pattern[:-2] if pattern.endswith(".*") else pattern
+    if "*" in base or "?" in base:
+        return fnmatch.fnmatchcase(module, pattern)
+    return module == base or module.startswith(base + ".")
+
+
+def _provider_packages() -> list[str]:
+    packages = []
+    for entry in entry_points(group="apache_airflow_provider"):
+        top = entry.value.split(":")[0].split(".")[0]
+        if top and top != "airflow":
+            packages.append(top)
+    return packages
+
+
+@dataclass(frozen=True)
+class ProbeBounds:
+    timeout_s: float
+    memory_bytes: int
+
+
+class Preloader:
+    """Tracks every approved module's state and decides what to probe and promote."""
+
+    def __init__(self, approved: ApprovedPatterns, configured: Iterable[str], state_file: str) -> None:
+        self.approved = approved
+        self.state_file = state_file
+        self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
+        self.generation_frozen = 0
+
+    def observe(self, modules: Iterable[str]) -> None:
+        """Modules a worker imported: approved ones the forker lacks become PENDING."""
+        for name in modules:
+            if name in sys.modules or not self.approved.matches(name):
+                continue
+            record = self.records.get(name)
+            if record is None or record.state is ModuleState.NOT_SEEN:
+                self.records[name] = ModuleRecord(ModuleState.PENDING)
+
+    def take_batch(self) -> list[str]:
+        """Every PENDING module, now PROBING, in the order they were first seen."""
+        batch = [name for name, rec in self.records.items() if rec.state is ModuleState.PENDING]
+        for name in batch:
+            self.records[name].state = ModuleState.PROBING
+        return batch
+
+    def on_probe_report(self, report: ProbeReport) -> None:
+        record = self.records.get(report.module)
+        if record is None or record.state is not ModuleState.PROBING:
+            return
+        record.state = ModuleState.VERIFIED if report.ok else ModuleState.REJECTED
+        record.reason = report.reason
+        record.import_s = report.import_s
+        record.memory_delta = report.memory_delta
+
+    def on_probe_end(self, batch: list[str], why: str) -> None:
+        """The probe ended: the first unreported module is the culprit if it died early."""
+        unreported = [name for name in batch if self.records[name].state is ModuleState.PROBING]
+        if not unreported:
+            return
+        if why:
+            self.records[unreported[0]] = ModuleRecord(ModuleState.REJECTED, reason=why)
+            unreported = unreported[1:]
+        for name in unreported:
+            self.records[name].state = ModuleState.PENDING
+
+    def has_pending(self) -> bool:
+        return any(rec.state is ModuleState.PENDING for rec in self.records.values())
+
+    def promote_verified(self) -> list[str]:
+        """Import verified modules here, then collect and freeze. Returns those loaded."""
+        loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.VERIFIED]
+        for name in loaded:
+            self._import_here(name)
+        promoted = [name for name in loaded if self.records[name].state is ModuleState.LOADED]
+        if promoted:
+            gc.collect()
+            gc.freeze()
+            self._save_state()
+        return promoted
+
+    def _import_here(self, name: str) -> None:
+        record = self.records[name]
+        before = osutil.rss_bytes()
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            record.state = ModuleState.REJECTED
+            record.reason = "import failed in the forker: " + _summary(exc)
+            return
+        record.state = ModuleState.LOADED
+        record.memory_delta = osutil.rss_bytes() - before
+
+    def loaded_from_state_file(self) -> list[str]:
+        """Modules a previous zygote learned (approved ones only)."""
+        if not self.state_file:
+            return []
+        try:
+            names = json.loads(Path(self.state_file).read_text())["loaded"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+        return [name for name in names if isinstance(name, str) and self.approved.matches(name)]
+
+    def _save_state(self) -> None:
+        if not self.state_file:
+            return
+        loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.LOADED]
+        path = Path(self.state_file)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"loaded": loaded}))
+            tmp.replace(path)
+        except OSError:
+            return
+
+    def status(self) -> dict[str, Any]:
+        return {name: rec.as_dict() for name, rec in self.records.items()}
+
+
+def _summary(exc: BaseException) -> str:
+    lines = traceback.format_exception_only(type(exc), exc)
+    return "".join(lines).strip()[-2000:]
+
+
+# --- the probe child ------------------------------------------------------------------------------
+
+
+def run_probe(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> NoReturn:
+    """In a forked child: import ``modules`` one by one, reporting a verdict for each."""
+    try:
+        osutil.close_fds_except({0, 1, 2, report.fileno()})
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+        for name in modules:
+            verdict = _probe_one(name, bounds)
+            report.sendall(frame(verdict))
+            if not verdict.ok and not verdict.reason.startswith("import failed"):
+                break
+    except BaseException:
+        os._exit(1)
+    os._exit(0)
+
+
+def _probe_one(name: str, bounds: ProbeBounds) -> ProbeReport:
+    fds_before = osutil.open_fds()
+    gc_before = (gc.isenabled(), gc.get_threshold())
+    rss_before = osutil.rss_bytes()
+    start = time.perf_counter()
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        return ProbeReport(
+            module=name, ok=False, reason="import failed: " + _summary(exc), import_s=0.0, memory_delta=0
+        )
+    elapsed = time.perf_counter() - start
+    delta = osutil.rss_bytes() - rss_before
+    reason = _violation(fds_before, gc_before, delta, elapsed, bounds)
+    return ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
+
+
+def _violation(
+    fds_before: set[int],
+    gc_before: tuple[bool, tuple[int, ...]],
+    delta: int,
+    elapsed: float,
+    bounds: ProbeBounds,
+) -> str:
+    threads = osutil.native_thread_count()
+    if threads != 1:
+        return f"left {threads - 1} thread(s) running after import"
+    new_fds = osutil.open_fds() - fds_before
+    if new_fds:
+        return f"left {len(new_fds)} file descriptor(s) open: {_describe_fds(new_fds)}"
+    children = osutil.child_pids(os.getpid())
+    if children:
+        return f"started {len(children)} child process(es)"
+    if (gc.isenabled(), gc.get_threshold()) != gc_before:
+        return "changed the garbage collector's settings"
+    if elapsed > bounds.timeout_s:
+        return f"import took {elapsed:.1f} s, over {bounds.timeout_s:.0f} s"
+    if bounds.memory_bytes and delta > bounds.memory_bytes:
+        return f"import added {delta // 2**20} MiB, over {bounds.memory_bytes // 2**20} MiB"
+    return ""
+
+
+def _describe_fds(fds: set[int]) -> str:
+    targets = []
+    for fd in sorted(fds)[:5]:
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            targets.append(str(fd))
+    return ", ".join(targets)

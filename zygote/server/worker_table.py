@@ -1,0 +1,182 @@
+"""The forker's table of live workers: events in, actions out, no I/O.
+
+How this works: every worker enters as RUNNING when forked. Kill requests (client signal,
+deadline, memory limit, drain) move it to KILLING and remember why. ``reaped`` is the only event
+that produces the terminal :class:`~protocol.Exited`, so each worker yields exactly one, whatever
+order reports, samples and kills arrive in; after it the worker is forgotten.
+"""
+
+from __future__ import annotations
+
+import enum
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol import Exited, WorkerReport
+
+IMPORTS_IN_STATS = 100
+"""Most expensive imports a terminal reply carries (for preload advice)."""
+
+
+class WorkerState(enum.Enum):
+    RUNNING = "running"
+    KILLING = "killing"
+
+
+@dataclass(frozen=True)
+class KillWorker:
+    pid: int
+    signum: int
+
+
+@dataclass(frozen=True)
+class KillGroup:
+    """Kill what the worker left behind in its process group."""
+
+    pgid: int
+
+
+@dataclass(frozen=True)
+class SendExited:
+    message: Exited
+
+
+Action = KillWorker | KillGroup | SendExited
+
+
+@dataclass
+class Worker:
+    request_id: str
+    pid: int
+    started_at: float
+    deadline_at: float
+    fork_ms: float
+    path: str
+    state: WorkerState = WorkerState.RUNNING
+    kill_reason: str = ""
+    peak_uss: int = 0
+    peak_pss: int = 0
+    report: WorkerReport | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class WorkerTable:
+    """Live workers by pid and by request id."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, Worker] = {}
+        self._by_id: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_pid)
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._by_pid
+
+    def pids(self) -> list[int]:
+        return list(self._by_pid)
+
+    def add(self, worker: Worker) -> None:
+        if worker.request_id in self._by_id:
+            raise ValueError(f"request {worker.request_id} already has a worker")
+        self._by_pid[worker.pid] = worker
+        self._by_id[worker.request_id] = worker.pid
+
+    def request_signal(self, request_id: str, signum: int) -> list[Action]:
+        """A client signal; a no-op for a worker that is gone (it may have just exited)."""
+        pid = self._by_id.get(request_id)
+        if pid is None:
+            return []
+        return self._kill(self._by_pid[pid], signum, "killed")
+
+    def expire(self, now: float) -> list[Action]:
+        """SIGKILL every running worker whose deadline passed."""
+        actions: list[Action] = []
+        for worker in self._by_pid.values():
+            if worker.state is WorkerState.RUNNING and now >= worker.deadline_at:
+                actions += self._kill(worker, signal.SIGKILL, "deadline")
+        return actions
+
+    def sample_memory(self, pid: int, uss: int, pss: int, limit: int) -> list[Action]:
+        """Record a sample; SIGKILL a worker over ``limit`` bytes of USS (0: no limit)."""
+        worker = self._by_pid.get(pid)
+        if worker is None:
+            return []
+        worker.peak_uss = max(worker.peak_uss, uss)
+        worker.peak_pss = max(worker.peak_pss, pss)
+        if limit and uss > limit and worker.state is WorkerState.RUNNING:
+            return self._kill(worker, signal.SIGKILL, "memory_limit")
+        return []
+
+    def kill_all(self, reason: str) -> list[Action]:
+        """SIGKILL everything (drain timeout, gateway gone)."""
+        actions: list[Action] = []
+        for worker in self._by_pid.values():
+            actions += self._kill(worker, signal.SIGKILL, reason)
+        return actions
+
+    def record_report(self, pid: int, report: WorkerReport) -> None:
+        worker = self._by_pid.get(pid)
+        if worker is not None:
+            worker.report = report
+
+    def reaped(self, pid: int, exit_code: int, rusage: dict[str, float], now: float) -> list[Action]:
+        """The worker was waited for: clean up its group and emit its one terminal reply."""
+        worker = self._by_pid.pop(pid, None)
+        if worker is None:
+            return []
+        del self._by_id[worker.request_id]
+        message = Exited(
+            id=worker.request_id,
+            exit_code=exit_code,
+            outcome=outcome_of(exit_code, worker.kill_reason),
+            stats=_stats(worker, rusage, now),
+        )
+        return [KillGroup(pid), SendExited(message)]
+
+    def next_deadline(self) -> float | None:
+        running = [w.deadline_at for w in self._by_pid.values() if w.state is WorkerState.RUNNING]
+        return min(running, default=None)
+
+    def running_paths(self) -> dict[str, str]:
+        return {w.request_id: w.path for w in self._by_pid.values()}
+
+    def _kill(self, worker: Worker, signum: int, reason: str) -> list[Action]:
+        if worker.state is WorkerState.RUNNING:
+            worker.state = WorkerState.KILLING
+            worker.kill_reason = reason
+        return [KillWorker(worker.pid, signum)]
+
+
+def outcome_of(exit_code: int, kill_reason: str) -> str:
+    """Name how a worker ended (SPEC.md, ``exited``)."""
+    if exit_code < 0:
+        return kill_reason or "signaled"
+    return "exited" if exit_code == 0 else "failed"
+
+
+def _stats(worker: Worker, rusage: dict[str, float], now: float) -> dict[str, Any]:
+    stats: dict[str, Any] = {
+        "wall_s": now - worker.started_at,
+        "fork_ms": worker.fork_ms,
+        "peak_uss": worker.peak_uss,
+        "peak_pss": worker.peak_pss,
+        **rusage,
+        **worker.extra,
+    }
+    report = worker.report
+    if report is not None:
+        stats["peak_uss"] = max(worker.peak_uss, int(report.memory.get("uss", 0)))
+        stats["peak_pss"] = max(worker.peak_pss, int(report.memory.get("pss", 0)))
+        stats.update({f"gc_{key}": value for key, value in report.gc.items()})
+        if "start_monotonic" in report.memory:
+            stats["start_monotonic"] = report.memory["start_monotonic"]
+        stats["imported"] = len(report.modules)
+        stats["imports"] = _top_imports(report.modules)
+    return stats
+
+
+def _top_imports(modules: dict[str, Any]) -> dict[str, float]:
+    timed = sorted(((float(s), m) for m, s in modules.items() if float(s) >= 0.001), reverse=True)
+    return {name: seconds for seconds, name in timed[:IMPORTS_IN_STATS]}
