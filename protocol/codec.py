@@ -36,12 +36,33 @@ from protocol.limits import (
 )
 from protocol.messages import MESSAGE_TYPES, Message
 
-_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,%d}" % MAX_ID)
+_ID_PATTERN = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_ID}}}")
 _RESERVED = ("v", "t")
+_INT_MIN = -(2**63)
+_INT_MAX = 2**64 - 1
+"""The range of a msgpack integer."""
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
     raise MalformedMessage(f"msgpack ext type {code} is not allowed")
+
+
+# msgpack decodes the timestamp ext (-1) itself, without calling ``ext_hook``, and its
+# ``strict_map_key`` lets ``bin`` keys through. These hooks see every array and map as it is
+# completed, so both are refused while unpacking (SPEC.md section 1, step 2), not later as a field of
+# the wrong kind, or not at all in a frame that fails step 4 or 5.
+def _unpacked_map(value: dict[str, Any]) -> dict[str, Any]:
+    if bytes in map(type, value):
+        raise MalformedMessage("a map key is not a string")
+    if msgpack.Timestamp in map(type, value.values()):
+        raise MalformedMessage("msgpack ext type -1 (timestamp) is not allowed")
+    return value
+
+
+def _unpacked_array(value: list[Any]) -> list[Any]:
+    if msgpack.Timestamp in map(type, value):
+        raise MalformedMessage("msgpack ext type -1 (timestamp) is not allowed")
+    return value
 
 
 _UNPACK_LIMITS: dict[str, Any] = {
@@ -49,6 +70,8 @@ _UNPACK_LIMITS: dict[str, Any] = {
     "strict_map_key": True,
     "use_list": True,
     "ext_hook": _reject_ext,
+    "object_hook": _unpacked_map,
+    "list_hook": _unpacked_array,
     "max_str_len": MAX_STR,
     "max_bin_len": MAX_DATA,
     "max_array_len": MAX_CONTAINER,
@@ -95,6 +118,31 @@ def _plain_data(value: Any, depth: int) -> bool:
     return value is None or isinstance(value, (str, bytes, int, float, bool))
 
 
+def _encodable(value: Any) -> bool:
+    """Whether msgpack can pack ``value`` and a decoder accepts it: the size limits of SPEC.md,
+    UTF-8-encodable strings (no lone surrogates), integers in msgpack's range."""
+    if isinstance(value, str):
+        if value.isascii():
+            return len(value) <= MAX_STR
+        if len(value) > MAX_STR:
+            return False
+        try:
+            return len(value.encode("utf-8")) <= MAX_STR
+        except UnicodeEncodeError:
+            return False
+    if isinstance(value, bytes):
+        return len(value) <= MAX_DATA
+    if value is None or isinstance(value, (bool, float)):
+        return True
+    if isinstance(value, int):
+        return _INT_MIN <= value <= _INT_MAX
+    if isinstance(value, dict):
+        return len(value) <= MAX_CONTAINER and all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return len(value) <= MAX_CONTAINER and all(_encodable(v) for v in value)
+    return False
+
+
 _FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {
     "str": _check_str,
     "RequestId": _check_id,
@@ -127,7 +175,7 @@ def encode(message: Message) -> bytes:
     body: dict[str, Any] = {"v": PROTOCOL_VERSION, "t": cls.TYPE}
     for name, check, _required in _FIELDS[cls]:
         value = getattr(message, name)
-        if not check(value):
+        if not (check(value) and _encodable(value)):
             raise LocalProtocolError(f"{cls.TYPE}.{name} has an invalid value {value!r:.80}")
         body[name] = value
     packed: bytes = msgpack.packb(body, use_bin_type=True)
@@ -154,7 +202,9 @@ def _unpack(frame: bytes) -> Any:
         raise TruncatedMessage("the frame ends inside the message") from exc
     except ValueError as exc:
         # msgpack reports a broken limit as ValueError("... exceeds max_..._len(...)") and a short
-        # buffer as ValueError("Unpack failed: incomplete input").
+        # buffer as ValueError("Unpack failed: incomplete input"). An ext of any size is malformed.
+        if "max_ext_len" in str(exc):
+            raise MalformedMessage("msgpack ext types are not allowed") from exc
         if "exceeds max" in str(exc):
             raise OversizedMessage(str(exc)) from exc
         if "incomplete input" in str(exc):
@@ -210,9 +260,13 @@ def frame(message: Message) -> bytes:
 class FrameBuffer:
     """Reassembles length-prefixed messages from a byte stream.
 
-    ``feed`` returns every complete message; a bad one raises and poisons the buffer (a stream
-    cannot resynchronise), so the caller closes the transport. ``close`` at EOF raises
-    :class:`TruncatedMessage` if a partial message is left.
+    ``feed`` returns every complete message. A bad frame poisons the buffer (a stream cannot
+    resynchronise) and the caller closes the transport: ``feed`` raises the frame's
+    :class:`ProtocolError` at once, or, if messages before the bad frame completed in the same
+    call, returns those and raises on the next ``feed`` or ``close``, so what is delivered does not
+    depend on how the stream was split into reads. Once poisoned, ``feed`` and ``close`` keep
+    raising the same error. ``close`` at EOF raises :class:`TruncatedMessage` if a partial message
+    is left.
     """
 
     def __init__(self) -> None:
@@ -230,7 +284,9 @@ class FrameBuffer:
                 messages.append(message)
         except ProtocolError as exc:
             self._poisoned = exc
-            raise
+            del self._buffer[:]
+            if not messages:
+                raise
         return messages
 
     def _next(self) -> Message | None:
@@ -247,6 +303,9 @@ class FrameBuffer:
         return decode(body)
 
     def close(self) -> None:
-        """Declare EOF; raise :class:`TruncatedMessage` if bytes of an unfinished message remain."""
+        """Declare EOF; raise :class:`TruncatedMessage` if bytes of an unfinished message remain,
+        or the error that poisoned the stream."""
+        if self._poisoned is not None:
+            raise self._poisoned
         if self._buffer:
             raise TruncatedMessage(f"stream ended with {len(self._buffer)} bytes of an unfinished message")

@@ -1,8 +1,8 @@
 """The protocol's error vocabulary.
 
 Two kinds, as in h11: :class:`ProtocolError` subclasses mean *the peer sent garbage* (answer with an
-:class:`~protocol.messages.Error` carrying :attr:`ProtocolError.code`, keep serving); :class:`LocalProtocolError`
-means *we* tried to send something invalid (a bug on this side).
+:class:`~protocol.messages.Error` carrying :attr:`ProtocolError.code`, keep serving);
+:class:`LocalProtocolError` means *we* tried to send something invalid (a bug on this side).
 """
 
 from __future__ import annotations
