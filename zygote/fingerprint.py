@@ -8,6 +8,7 @@ hashed too (the hash reveals nothing) but DB and secret-key material never is.
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 from typing import Any
 
@@ -47,8 +48,17 @@ def config_fingerprint() -> dict[str, str]:
     for section in PARSE_SECTIONS:
         for option, value in sorted((conf.getsection(section) or {}).items()):
             if (section, option) not in IGNORED:
-                fingerprint[f"{section}.{option}"] = hashlib.sha256(repr(value).encode()).hexdigest()[:16]
+                fingerprint[f"{section}.{option}"] = hashlib.sha256(_canonical(value).encode()).hexdigest()[:16]
     return fingerprint
+
+
+def _canonical(value: object) -> str:
+    """The same setting written in airflow.cfg or taken from the defaults may differ in layout only."""
+    text = str(value)
+    try:
+        return json.dumps(json.loads(text), sort_keys=True)
+    except ValueError:
+        return " ".join(text.split())
 
 
 def version_mismatch(ours: dict[str, Any], theirs: dict[str, Any], role: str) -> str:

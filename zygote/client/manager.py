@@ -8,7 +8,6 @@ writes, callbacks, timeouts, stats — is Airflow's.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,15 +51,11 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
         return self._start_process(kwargs)
 
     def _start_process(self, kwargs: dict[str, Any]) -> DagFileProcessorProcess:
-        connection = self.zygote_connection()
-        request_id = str(kwargs["id"])
-        self.ledger.open(request_id, os.fspath(kwargs["path"]))
         try:
             return ZygoteDagFileProcessorProcess.start_remote(
-                connection=connection, timeout=float(self.processor_timeout), **kwargs
+                connection=self.zygote_connection(), timeout=float(self.processor_timeout), **kwargs
             )
         except ZygoteUnavailable as exc:
-            self.ledger.close(request_id, exc.outcome, detail=exc.detail)
             return self._fall_back(kwargs, exc)
 
     def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:

@@ -18,7 +18,7 @@ from airflow.dag_processing.processor import DagFileProcessorProcess
 
 from protocol import Spawn
 from zygote.client.channels import LocalChannels
-from zygote.client.connection import ZygoteConnection
+from zygote.client.connection import ZygoteConnection, ZygoteUnavailable
 from zygote.client.tracker import RemoteTracker
 
 
@@ -42,6 +42,7 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         request_id = str(constructor_kwargs["id"])
         channels = LocalChannels.create()
         tracker = RemoteTracker(request_id, connection.signal)
+        connection.ledger.open(request_id, os.fspath(path))
         spawn = Spawn(
             id=request_id,
             path=os.fspath(path),
@@ -52,8 +53,9 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         )
         try:
             started = connection.spawn(spawn, channels, tracker)
-        except BaseException:
+        except ZygoteUnavailable as exc:
             channels.close_all()
+            connection.ledger.close(request_id, exc.outcome, detail=exc.detail)
             raise
         proc = cls(
             pid=started.pid,

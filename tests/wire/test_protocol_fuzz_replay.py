@@ -24,7 +24,7 @@ MAX_CORPUS_BYTES = 2 * 1024 * 1024
 
 
 def test_corpus_is_there() -> None:
-    assert CORPUS_DIR.is_dir(), "run tests/protocol/make_fuzz_corpus.py"
+    assert CORPUS_DIR.is_dir(), "run tests/wire/make_fuzz_corpus.py"
     assert len(FILES) >= 300
     assert sum(path.stat().st_size for path in FILES) < MAX_CORPUS_BYTES
 

@@ -2,7 +2,7 @@
 """Atheris (libFuzzer) harness for the codec. A script, not a test: pytest does not collect it.
 
     .venv/bin/pip install atheris          # not a project dependency
-    .venv/bin/python tests/protocol/fuzz_codec.py -max_total_time=60
+    .venv/bin/python tests/wire/fuzz_codec.py -max_total_time=60
 
 Each input goes through ``protocol_corpus.check_input`` (decode and FrameBuffer; only documented
 ProtocolErrors may escape; decoded messages round-trip; streams do not depend on read boundaries).

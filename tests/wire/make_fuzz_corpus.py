@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Write the codec's seed corpus to tests/fuzz_corpus/codec/ and its manifest.
 
-    .venv/bin/python tests/protocol/make_fuzz_corpus.py
+    .venv/bin/python tests/wire/make_fuzz_corpus.py
 
 Deterministic (a fixed seed): re-running it rewrites the same files. Seeds are valid bodies and
 frames of every message type, the bad inputs of SPEC.md section 1, truncations, mutations and

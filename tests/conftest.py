@@ -1,0 +1,131 @@
+"""Shared fixtures: a real Airflow home (SQLite, ``airflow db migrate``) and a real zygote.
+
+The Airflow home is set before anything imports Airflow, so the test process and every
+subprocess read the same configuration. Readiness is by handshake (``status`` answers), never by
+sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="zygote-tests-home-"))
+_BASE_ENV = {
+    "AIRFLOW_HOME": str(_SESSION_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(_SESSION_HOME / "dags"),
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_SESSION_HOME / 'airflow.db'}",
+    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__ZYGOTE__HEARTBEAT_INTERVAL": "0.5",
+    "AIRFLOW__ZYGOTE__HEARTBEAT_TIMEOUT": "5",
+}
+os.environ.update(_BASE_ENV)
+(_SESSION_HOME / "dags").mkdir(exist_ok=True)
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from zygote_harness import AIRFLOW, ParseDriver, ZygoteProcess, socket_endpoint  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def migrated_db() -> Path:
+    """An Airflow metadata DB made by ``airflow db migrate`` (once per session)."""
+    db = _SESSION_HOME / "airflow.db"
+    if not db.exists():
+        subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy())
+    return db
+
+
+@pytest.fixture
+def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
+    """Environment for subprocesses: a private copy of the migrated DB and a private socket."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(migrated_db, home / "airflow.db")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    env = os.environ.copy()
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__ZYGOTE__SOCKET": socket_endpoint(),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "bundles"),
+        }
+    )
+    return env
+
+
+@pytest.fixture
+def inproc_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The test process's own Airflow config, a private socket and a private DAG subfolder.
+
+    For tests whose client side runs in this process: the zygote must see the same
+    parse-relevant config (the handshake compares it), so only the socket differs.
+    """
+    dags = _SESSION_HOME / "dags" / request.node.name[:60]
+    shutil.rmtree(dags, ignore_errors=True)
+    dags.mkdir(parents=True)
+    env = os.environ.copy()
+    env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
+    env["ZYGOTE_TEST_DAGS"] = str(dags)
+    return env
+
+
+@pytest.fixture
+def dags(inproc_env: dict[str, str]) -> Path:
+    return Path(inproc_env["ZYGOTE_TEST_DAGS"])
+
+
+@pytest.fixture
+def zygote_factory(tmp_path: Path) -> Iterator[Any]:
+    """Start zygotes (``airflow zygote serve``) that are all stopped after the test."""
+    started: list[ZygoteProcess] = []
+
+    def start(env: dict[str, str], **extra_env: str) -> ZygoteProcess:
+        log = tmp_path / f"zygote-{len(started)}.log"
+        process = ZygoteProcess.start(env, log, {k: str(v) for k, v in extra_env.items()})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def zygote(zygote_factory: Any, inproc_env: dict[str, str]) -> ZygoteProcess:
+    """A running zygote sharing this process's config."""
+    process: ZygoteProcess = zygote_factory(inproc_env)
+    return process
+
+
+@pytest.fixture
+def connection(zygote: ZygoteProcess) -> Iterator[Any]:
+    """A client session (relay thread) to ``zygote``, with its ledger."""
+    from zygote.client.connection import ZygoteConnection
+    from zygote.client.ledger import Ledger
+
+    conn = ZygoteConnection(zygote.settings, Ledger())
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def driver(tmp_path: Path, migrated_db: Path) -> ParseDriver:
+    logs = tmp_path / "parse-logs"
+    logs.mkdir()
+    return ParseDriver(logs)

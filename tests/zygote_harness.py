@@ -1,0 +1,221 @@
+"""Test helpers that drive real processes: the zygote CLI, and parse children the way the manager does."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def socket_endpoint() -> str:
+    """A short ipc:// path (sun_path is limited to ~107 bytes; pytest's tmp_path can be longer)."""
+    return f"ipc://{tempfile.mkdtemp(prefix='zs-', dir='/tmp')}/zygote.sock"
+
+
+def settings_for(env: dict[str, str], **overrides: Any) -> Any:
+    from zygote.config import Settings
+
+    values: dict[str, Any] = {
+        "socket": env["AIRFLOW__ZYGOTE__SOCKET"],
+        "heartbeat_interval": 0.5,
+        "heartbeat_timeout": 5.0,
+        "connect_timeout": 10.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+@dataclass
+class ZygoteProcess:
+    popen: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None, wait: bool = True
+    ) -> ZygoteProcess:
+        full_env = {**env, **(extra_env or {})}
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                [AIRFLOW, "zygote", "serve"], env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        process = cls(popen, full_env, log_path)
+        if wait:
+            process.wait_healthy()
+        return process
+
+    @property
+    def settings(self) -> Any:
+        return settings_for(self.env)
+
+    def status(self, timeout: float = 5.0) -> dict[str, Any]:
+        from zygote.control import query_status
+
+        return query_status(self.settings, timeout_s=timeout)
+
+    def wait_healthy(self, timeout: float = 90.0) -> dict[str, Any]:
+        from zygote.control import ControlError
+
+        def healthy() -> dict[str, Any] | None:
+            if self.popen.poll() is not None:
+                raise AssertionError(f"zygote exited with {self.popen.returncode}:\n{self.log_text()[-4000:]}")
+            try:
+                report = self.status(timeout=1.0)
+            except ControlError:
+                return None
+            return report if report.get("healthy") else None
+
+        result: dict[str, Any] = wait_for(healthy, timeout, "a healthy zygote", interval=0.2)
+        return result
+
+    def stop(self, timeout: float = 60.0) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(10)
+        return self.popen.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        found = []
+        for line in self.log_text().splitlines():
+            if not line.startswith("{"):
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if name is None or event.get("event") == name:
+                found.append(event)
+        return found
+
+
+@dataclass
+class ParseOutcome:
+    result: Any
+    exit_code: int | None
+    log_text: str
+    proc: Any = None
+
+
+@dataclass
+class ParseDriver:
+    """Starts parse children with Airflow's own classes and services them like the manager does."""
+
+    log_dir: Path
+    selector: selectors.BaseSelector = field(default_factory=selectors.DefaultSelector)
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from airflow.dag_processing.processor import in_process_api_server
+            from airflow.sdk.api.client import Client
+
+            api = in_process_api_server()
+            self._client = Client(base_url=None, token="", dry_run=True, transport=api.transport)
+            self._client.base_url = "http://in-process.invalid./"
+        return self._client
+
+    def _kwargs(self, path: Path, bundle_path: Path, callbacks: Iterable[Any]) -> dict[str, Any]:
+        import structlog
+        from airflow.sdk.log import logging_processors
+        from uuid6 import uuid7
+
+        request_id = uuid7()
+        handle = (self.log_dir / f"{path.name}.{request_id}.log").open("ab")
+        logger = structlog.wrap_logger(
+            structlog.BytesLogger(handle), processors=logging_processors(json_output=True), logger_name="processor"
+        ).bind()
+        return {
+            "id": request_id,
+            "path": path,
+            "bundle_path": bundle_path,
+            "bundle_name": "dags-folder",
+            "dag_file_rel_path": str(path.relative_to(bundle_path)),
+            "callbacks": list(callbacks),
+            "selector": self.selector,
+            "logger": logger,
+            "logger_filehandle": handle,
+            "client": self.client,
+        }
+
+    def start_stock(self, path: Path, bundle_path: Path, callbacks: Iterable[Any] = ()) -> Any:
+        from airflow.dag_processing.processor import DagFileProcessorProcess
+
+        return DagFileProcessorProcess.start(**self._kwargs(path, bundle_path, callbacks))
+
+    def start_zygote(
+        self, connection: Any, path: Path, bundle_path: Path, callbacks: Iterable[Any] = (), timeout: float = 60.0
+    ) -> Any:
+        from zygote.client.process import ZygoteDagFileProcessorProcess
+
+        kwargs = self._kwargs(path, bundle_path, callbacks)
+        return ZygoteDagFileProcessorProcess.start_remote(connection=connection, timeout=timeout, **kwargs)
+
+    def finish(self, proc: Any, timeout: float = 60.0) -> ParseOutcome:
+        """Service the selector until the process is ready, like ``_service_processor_sockets``."""
+        deadline = time.monotonic() + timeout
+        while not proc.is_ready:
+            if time.monotonic() > deadline:
+                proc.kill(signal.SIGKILL)
+                raise AssertionError(f"parse of {proc.dag_file_rel_path} did not finish in {timeout} s")
+            self.service(0.1)
+        proc.close()
+        log_path = Path(proc.logger_filehandle.name)
+        return ParseOutcome(proc.parsing_result, proc._exit_code, log_path.read_text(errors="replace"), proc)
+
+    def service(self, timeout: float) -> None:
+        for key, _ in self.selector.select(timeout=timeout):
+            handler, on_close = key.data
+            try:
+                need_more = handler(key.fileobj)
+            except (BrokenPipeError, ConnectionResetError):
+                need_more = False
+            if not need_more:
+                on_close(key.fileobj)
+                key.fileobj.close()
+
+
+def serialized(result: Any) -> dict[str, Any]:
+    """DAG id -> serialized dict, for comparing stock and zygote parse results."""
+    if result is None:
+        return {}
+    return {dag.data["dag"]["dag_id"]: dag.data for dag in result.serialized_dags}
+
+
+def no_children_left(pid: int) -> bool:
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return True
+    return not children

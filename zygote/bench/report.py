@@ -1,0 +1,193 @@
+"""The bench's outputs: the JSON document (every raw figure, ratios, targets, advice) and the terminal table.
+
+The JSON keys are documented in ``README_BENCH.md``; :data:`TOP_LEVEL_KEYS` and friends are the
+contract the smoke test checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from zygote.bench.aggregate import ALL_CATEGORIES, headline_phase
+from zygote.bench.results import Json, write_json
+
+SCHEMA_VERSION = 1
+TOP_LEVEL_KEYS = (
+    "schema_version", "meta", "headline_parallelism", "stock", "zygote", "ratios",
+    "by_parallelism", "breakeven", "targets", "advice", "zygote_status", "raw",
+)  # fmt: skip
+RATIO_KEYS = (
+    "phase", "parse_p50", "parse_p95", "parse_max", "wall", "child_uss_p50", "child_pss_p50",
+    "total_pss_peak", "total_pss_mean", "gc_s_p50", "parse_p50_by_category", "child_uss_p50_by_category",
+    "cold_parse_p50", "cold_wall", "cold_total_pss_peak",
+)  # fmt: skip
+SIDE_KEYS = ("side", "parallelism", "rounds", "cold", "steady")
+PHASE_KEYS = (
+    "rounds", "round_errors", "parses", "failed_children", "import_errors", "parse_s", "parse_s_by_category",
+    "child_wall_s", "wall_s", "child_uss", "child_pss", "child_uss_by_category", "child_pss_by_category",
+    "total_pss_peak", "total_pss_mean", "total_uss_peak", "total_rss_peak", "gc_s", "gc_gen2_s",
+    "gc_collections", "fork_ms", "dispatch_ms",
+)  # fmt: skip
+DIST_KEYS = ("n", "p50", "p95", "max", "mean")
+MIB = 1024 * 1024
+
+
+def build_report(
+    meta: Json, by_parallelism: dict[str, Json], extras: Json, raw: dict[str, Json], headline: int
+) -> Json:
+    """Assemble the JSON document; ``extras`` holds ``breakeven``, ``targets``, ``advice``, ``zygote_status``."""
+    main = by_parallelism[str(headline)]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "meta": meta,
+        "headline_parallelism": headline,
+        "stock": main["stock"],
+        "zygote": main["zygote"],
+        "ratios": main["ratios"],
+        "by_parallelism": by_parallelism,
+        **extras,
+        "raw": raw,
+    }
+
+
+def write_report(report: Json, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, report)
+
+
+def _num(value: Any, scale: float, digits: int) -> str:
+    return "-" if value is None else f"{float(value) / scale:.{digits}f}"
+
+
+def fmt_s(value: Any) -> str:
+    return _num(value, 1.0, 3)
+
+
+def fmt_ms(value: Any) -> str:
+    return _num(value, 1.0, 1)
+
+
+def fmt_mib(value: Any) -> str:
+    return _num(value, MIB, 1)
+
+
+def fmt_ratio(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.2f}x"
+
+
+Row = tuple[str, Callable[[Json], Any], Callable[[Any], str], Callable[[Json], Any]]
+
+
+def _dist(key: str, stat: str) -> Callable[[Json], Any]:
+    return lambda phase: (phase.get(key) or {}).get(stat)
+
+
+def _cat(key: str, category: str) -> Callable[[Json], Any]:
+    return lambda phase: (phase.get(key) or {}).get(category, {}).get("p50")
+
+
+def _plain(key: str) -> Callable[[Json], Any]:
+    return lambda phase: phase.get(key)
+
+
+def _r(key: str, category: str | None = None) -> Callable[[Json], Any]:
+    return lambda ratios: ratios[key][category] if category else ratios.get(key)
+
+
+def _none(_: Json) -> Any:
+    return None
+
+
+def table_rows(comparison: Json) -> list[Row]:
+    """Rows of the per-parallelism table; categories absent from the corpus are left out."""
+    rows: list[Row] = [
+        ("parse p50 (s)", _dist("parse_s", "p50"), fmt_s, _r("parse_p50")),
+        ("parse p95 (s)", _dist("parse_s", "p95"), fmt_s, _r("parse_p95")),
+        ("parse max (s)", _dist("parse_s", "max"), fmt_s, _r("parse_max")),
+    ]
+    present = headline_phase(comparison["stock"]).get("parse_s_by_category", {})
+    for cat in ALL_CATEGORIES:
+        if present.get(cat, {}).get("n"):
+            rows.append((f"  parse p50 {cat} (s)", _cat("parse_s_by_category", cat), fmt_s,
+                         _r("parse_p50_by_category", cat)))  # fmt: skip
+    rows += [
+        ("wall per round p50 (s)", _dist("wall_s", "p50"), fmt_s, _r("wall")),
+        ("child peak USS p50 (MiB)", _dist("child_uss", "p50"), fmt_mib, _r("child_uss_p50")),
+    ]
+    for cat in ("heavy", "small"):
+        if present.get(cat, {}).get("n"):
+            rows.append((f"  child USS p50 {cat} (MiB)", _cat("child_uss_by_category", cat), fmt_mib,
+                         _r("child_uss_p50_by_category", cat)))  # fmt: skip
+    rows.extend(
+        [
+            ("child peak PSS p50 (MiB)", _dist("child_pss", "p50"), fmt_mib, _r("child_pss_p50")),
+            ("GC in child p50 (ms)", lambda p: _ms(_dist("gc_s", "p50")(p)), fmt_ms, _r("gc_s_p50")),
+            ("gen-2 GC in child p95 (ms)", lambda p: _ms(_dist("gc_gen2_s", "p95")(p)), fmt_ms, _none),
+            ("total PSS peak (MiB)", _plain("total_pss_peak"), fmt_mib, _r("total_pss_peak")),
+            ("total PSS mean (MiB)", _plain("total_pss_mean"), fmt_mib, _r("total_pss_mean")),
+            ("fork latency p50 (ms)", _dist("fork_ms", "p50"), fmt_ms, _none),
+            ("dispatch round trip p50 (ms)", _dist("dispatch_ms", "p50"), fmt_ms, _none),
+            ("failed parses", _plain("failed_children"), str, _none),
+        ]
+    )
+    return rows
+
+
+def _ms(seconds: Any) -> float | None:
+    return None if seconds is None else float(seconds) * 1000.0
+
+
+def comparison_table(parallelism: str, comparison: Json) -> Table:
+    """zygote vs stock at one parallelism, headline phase, plus the cold-round ratios."""
+    ratios = comparison["ratios"]
+    table = Table(title=f"parallelism {parallelism}: {ratios['phase']} state", title_justify="left")
+    for name, justify in (("", "left"), ("stock", "right"), ("zygote", "right"), ("zygote/stock", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    s, z = headline_phase(comparison["stock"]), headline_phase(comparison["zygote"])
+    for label, get, fmt, get_ratio in table_rows(comparison):
+        table.add_row(label, fmt(get(s)), fmt(get(z)), fmt_ratio(get_ratio(ratios)))
+    sc, zc = comparison["stock"]["cold"], comparison["zygote"]["cold"]
+    table.add_row("cold: parse p50 (s)", fmt_s(_dist("parse_s", "p50")(sc)), fmt_s(_dist("parse_s", "p50")(zc)),
+                  fmt_ratio(ratios["cold_parse_p50"]))  # fmt: skip
+    table.add_row("cold: wall (s)", fmt_s(_dist("wall_s", "p50")(sc)), fmt_s(_dist("wall_s", "p50")(zc)),
+                  fmt_ratio(ratios["cold_wall"]))  # fmt: skip
+    return table
+
+
+def targets_table(targets: list[Json]) -> Table:
+    table = Table(title="targets (zygote/stock unless noted)", title_justify="left")
+    for name in ("target", "parallelism", "limit", "measured", ""):
+        table.add_column(name)
+    marks = {True: "[green]met[/green]", False: "[red]missed[/red]", None: "[dim]n/a[/dim]"}
+    for t in targets:
+        value = "-" if t["value"] is None else f"{t['value']:.3g}{t['unit']}"
+        table.add_row(t["description"], str(t["parallelism"]), f"<= {t['limit']:g}{t['unit']}", value, marks[t["met"]])
+    return table
+
+
+def print_advice(console: Console, advice: Json) -> None:
+    """Suggested ``approved_modules`` lines, never applied."""
+    modules = advice.get("modules") or []
+    if not modules:
+        console.print("Preload advice: no unapproved module cost measurable import time.")
+        return
+    console.print("Preload advice (suggestions only, nothing was approved):")
+    for m in modules:
+        line = f"  {m['module']:<32} {m['seconds_per_pass']:.3f} s per pass ({m['parses']} parses)"
+        console.print(line, markup=False)
+    console.print(f"  [zygote]\n  {advice['suggested_line']}", markup=False)
+
+
+def render(report: Json, console: Console | None = None) -> None:
+    """The terminal summary: one table per parallelism, targets, break-even, advice."""
+    console = console or Console()
+    for parallelism, comparison in report["by_parallelism"].items():
+        console.print(comparison_table(parallelism, comparison))
+    console.print(targets_table(report["targets"]))
+    console.print(f"Memory: {report['breakeven']['summary']}", markup=False)
+    print_advice(console, report["advice"])
