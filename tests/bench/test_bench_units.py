@@ -137,28 +137,26 @@ def test_bench_corpus_cli(tmp_path: Path) -> None:
 
 def test_bench_approved_patterns() -> None:
     assert advice.matches("pandas", "pandas")
-    assert not advice.matches("pandas.core", "pandas")
+    assert advice.matches("pandas.core", "pandas")  # a name covers its submodules, as in the zygote
     assert advice.matches("kubernetes.client", "kubernetes.*")
     assert advice.matches("kubernetes", "kubernetes.*")
     assert not advice.matches("kubernetesx", "kubernetes.*")
+    assert advice.matches("mycompany_dags", "mycompany_*")
     assert advice.is_approved("airflow.providers.standard.operators.empty", ())
 
 
-def test_bench_suggestion_keys() -> None:
-    patterns = ("pandas", "numpy.*")
+def test_bench_package_of() -> None:
     dags = frozenset({"small_001"})
-    assert advice.suggestion_key("yaml.loader", patterns, dags) == "yaml"
-    assert advice.suggestion_key("pandas.io.parquet", patterns, dags) == "pandas.*"
-    assert advice.suggestion_key("numpy.linalg", patterns, dags) is None
-    assert advice.suggestion_key("airflow.sdk", patterns, dags) is None
-    assert advice.suggestion_key("unusual_prefix_abc_small_001", patterns, dags) is None
-    assert advice.suggestion_key("small_001", patterns, dags) is None
+    assert advice.package_of("yaml.loader", dags) == "yaml"
+    assert advice.package_of("airflow.sdk", dags) is None
+    assert advice.package_of("unusual_prefix_abc_small_001", dags) is None
+    assert advice.package_of("small_001", dags) is None
 
 
 def test_bench_advice_ranking_groups_and_sums() -> None:
     reports = [
         {"yaml": 0.05, "yaml.loader": 0.02, "requests": 0.3, "pandas": 2.0, "airflow.models": 1.0},
-        {"requests": 0.3, "requests.adapters": 0.1, "dateutil": 0.01},
+        {"requests": 0.3, "requests.adapters": 0.1, "dateutil": 0.01, "pandas.io.parquet": 0.5},
         {"yaml": 0.05},
     ]
     ranked = advice.rank(reports, "pandas, numpy", passes=2)
@@ -167,6 +165,8 @@ def test_bench_advice_ranking_groups_and_sums() -> None:
     assert ranked[0].seconds_per_pass == pytest.approx(0.3)
     assert ranked[0].parses == 2
     assert ranked[1].seconds_total == pytest.approx(0.1)  # max within a parse, not a sum of submodules
+    approved = advice.rank(reports, "pandas, numpy", passes=2, approved=True)
+    assert [(s.module, s.seconds_total) for s in approved] == [("pandas", 2.5)]
 
 
 def test_bench_advice_limit_and_line() -> None:
@@ -178,10 +178,15 @@ def test_bench_advice_limit_and_line() -> None:
 
 
 def test_bench_advise_section() -> None:
-    section = advice.advise([{"yaml": 0.2}], "pandas", passes=4)
+    preload = {"pandas": {"state": "rejected", "reason": "left 1 thread(s) running after import"}}
+    section = advice.advise([{"yaml": 0.2, "pandas": 1.0}], "pandas", passes=4, preload=preload)
     assert section["source"] == "ledger"
     assert section["suggested_line"] == "approved_modules = pandas, yaml"
     assert section["modules"] == [{"module": "yaml", "seconds_total": 0.2, "seconds_per_pass": 0.05, "parses": 1}]
+    assert section["approved_not_preloaded"] == [
+        {"module": "pandas", "seconds_total": 1.0, "seconds_per_pass": 0.25, "parses": 1, "state": "rejected",
+         "reason": "left 1 thread(s) running after import"}
+    ]  # fmt: skip
     assert advice.advise([], "pandas", passes=1)["source"] == "none"
 
 
@@ -312,7 +317,7 @@ def sample_report() -> dict[str, Any]:
     extras = {
         "breakeven": breakeven(by_p),
         "targets": check_targets(by_p, 2),
-        "advice": advice.advise([{"yaml": 0.2}], "pandas", 2),
+        "advice": advice.advise([{"yaml": 0.2, "pandas": 0.4}], "pandas", 2, preload={"pandas": {"state": "rejected"}}),
         "zygote_status": {"2": None, "8": None},
     }
     return report.build_report({"errors": []}, by_p, extras, {"2": {}, "8": {}}, headline=2)
@@ -346,6 +351,7 @@ def test_bench_render_table() -> None:
     assert "zygote/stock" in text and "0.05x" in text
     assert "approved_modules = pandas, yaml" in text
     assert "Memory: " in text and "[zygote]" in text
+    assert "Approved but not preloaded" in text and "pandas" in text
 
 
 # --- records, sampler, processes -----------------------------------------------------------------
@@ -494,3 +500,17 @@ def test_bench_status_parsing() -> None:
     assert parse_status("not json") is None
     assert ipc_path("ipc:///tmp/a/zygote.sock") == Path("/tmp/a/zygote.sock")
     assert ipc_path("tcp://127.0.0.1:5555") is None
+
+
+def test_bench_round_validation() -> None:
+    from zygote.bench.runner import _not_measured, failed_outcomes
+
+    ok = SideOutput(
+        "zygote", 2, files=[FileRecord("a.py", "other", 0.1)], children=[ChildRecord("a.py", "other", "ok")]
+    )
+    assert _not_measured(ok) is None and failed_outcomes(ok) == {}
+    crashed = SideOutput("zygote", 2, files=ok.files, children=[ChildRecord("a.py", "other", "failed")])
+    assert _not_measured(crashed) is None and failed_outcomes(crashed) == {"failed": 1}
+    refused = SideOutput("zygote", 2, files=ok.files, children=[ChildRecord("a.py", "other", "zygote_unavailable")])
+    assert "did not parse" in (_not_measured(refused) or "")
+    assert _not_measured(SideOutput("stock", 2)) == "no file was parsed"

@@ -5,16 +5,20 @@ zygote could have preloaded would have cost nothing, so the time spent importing
 what approving them would save. The bench only *suggests* ``approved_modules`` lines: approving a
 module means trusting its import-time side effects in the forker, which is the operator's call.
 
-Modules are grouped by top-level package (``pandas.core.frame`` counts toward ``pandas``); within one
-parse, a package costs the largest inclusive time among its modules (the top-level import already
-includes its submodules). Savings of packages that import one another overlap.
+Modules are grouped by top-level package (``pandas.core.frame`` counts toward ``pandas``, and
+approving ``pandas`` covers its submodules); within one parse, a package costs the largest inclusive
+time among its modules (the top-level import already includes its submodules). Savings of packages
+that import one another overlap. Approved packages the workers still had to import (the zygote
+rejected or has not yet verified their preload) are listed separately, with the zygote's reason.
 """
 
 from __future__ import annotations
 
+import fnmatch
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from zygote.config import split_list
 
@@ -24,7 +28,7 @@ DAG_MODULE_PREFIX = "unusual_prefix_"  # how Airflow names the modules of DAG fi
 
 @dataclass(frozen=True)
 class Suggestion:
-    """One candidate for ``approved_modules``."""
+    """One package and what importing it cost the workers."""
 
     module: str
     seconds_total: float
@@ -33,11 +37,12 @@ class Suggestion:
 
 
 def matches(module: str, pattern: str) -> bool:
-    """``approved_modules`` semantics: an exact name, or ``prefix.*`` for a package and its submodules."""
-    if pattern.endswith(".*"):
-        prefix = pattern[:-2]
-        return module == prefix or module.startswith(prefix + ".")
-    return module == pattern
+    """The zygote's ``approved_modules`` semantics: a name covers itself and its submodules
+    (``pandas`` covers ``pandas.core``), ``prefix.*`` the same, other ``*``/``?`` are globs."""
+    base = pattern[:-2] if pattern.endswith(".*") else pattern
+    if "*" in base or "?" in base:
+        return fnmatch.fnmatchcase(module, pattern)
+    return module == base or module.startswith(base + ".")
 
 
 def is_approved(module: str, patterns: Sequence[str]) -> bool:
@@ -47,42 +52,42 @@ def is_approved(module: str, patterns: Sequence[str]) -> bool:
     return any(matches(module, p) for p in patterns)
 
 
-def suggestion_key(module: str, patterns: Sequence[str], dag_modules: frozenset[str]) -> str | None:
-    """What to suggest for an unapproved module: its root package, or ``root.*`` if the root is approved."""
+def package_of(module: str, dag_modules: frozenset[str]) -> str | None:
+    """Top-level package a module's cost is charged to; ``None`` for DAG files and Airflow itself."""
     root = module.split(".", 1)[0]
     if not root or root == "__main__" or root.startswith(DAG_MODULE_PREFIX) or root in dag_modules:
         return None
-    if is_approved(module, patterns):
-        return None
-    return f"{root}.*" if is_approved(root, patterns) else root
+    return None if root in ALWAYS_APPROVED_ROOTS else root
 
 
 def per_parse_costs(
-    imports: Mapping[str, float], patterns: Sequence[str], dag_modules: frozenset[str]
+    imports: Mapping[str, float], patterns: Sequence[str], dag_modules: frozenset[str], *, approved: bool
 ) -> dict[str, float]:
-    """Cost of each suggestion key within one parse (largest inclusive time in its group)."""
+    """Cost per package within one parse (largest inclusive time among its modules), keeping only
+    unapproved packages, or only approved ones (those the zygote should have preloaded)."""
     costs: dict[str, float] = {}
     for module, seconds in imports.items():
-        key = suggestion_key(module, patterns, dag_modules)
-        if key is not None:
-            costs[key] = max(costs.get(key, 0.0), seconds)
+        package = package_of(module, dag_modules)
+        if package is not None and is_approved(package, patterns) == approved:
+            costs[package] = max(costs.get(package, 0.0), seconds)
     return costs
 
 
 def rank(
     reports: Iterable[Mapping[str, float]],
-    approved: str,
+    approved_modules: str,
     passes: int,
     *,
     dag_modules: frozenset[str] = frozenset(),
     limit: int = 10,
+    approved: bool = False,
 ) -> list[Suggestion]:
-    """The costliest unapproved packages across all parses, most expensive first."""
-    patterns = split_list(approved)
+    """The costliest packages across all parses, most expensive first (unapproved ones by default)."""
+    patterns = split_list(approved_modules)
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for imports in reports:
-        for key, seconds in per_parse_costs(imports, patterns, dag_modules).items():
+        for key, seconds in per_parse_costs(imports, patterns, dag_modules, approved=approved).items():
             totals[key] += seconds
             counts[key] += 1
     ordered = sorted(totals, key=lambda k: (-totals[k], k))[:limit]
@@ -98,6 +103,23 @@ def suggested_line(approved: str, suggestions: Sequence[Suggestion]) -> str | No
     return "approved_modules = " + ", ".join([*current, *(s.module for s in suggestions if s.module not in current)])
 
 
+def not_preloaded(
+    reports: Sequence[Mapping[str, float]],
+    approved_modules: str,
+    passes: int,
+    preload: Mapping[str, Any],
+    dag_modules: frozenset[str],
+) -> list[dict[str, Any]]:
+    """Approved packages the workers still imported, with the zygote's preload state and reason."""
+    ranked = rank(reports, approved_modules, passes, dag_modules=dag_modules, approved=True)
+    rows = []
+    for s in ranked:
+        found = preload.get(s.module)
+        entry: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
+        rows.append({**asdict(s), "state": entry.get("state"), "reason": entry.get("reason")})
+    return rows
+
+
 def advise(
     reports: Sequence[Mapping[str, float]],
     approved: str,
@@ -105,6 +127,7 @@ def advise(
     *,
     dag_modules: frozenset[str] = frozenset(),
     source: str = "ledger",
+    preload: Mapping[str, Any] | None = None,
 ) -> dict[str, object]:
     """The ``advice`` section of the report."""
     suggestions = rank(reports, approved, passes, dag_modules=dag_modules)
@@ -114,6 +137,7 @@ def advise(
         "passes": passes,
         "modules": [asdict(s) for s in suggestions],
         "suggested_line": suggested_line(approved, suggestions),
+        "approved_not_preloaded": not_preloaded(reports, approved, passes, preload or {}, dag_modules),
         "note": "Suggestions only: nothing is approved automatically. Savings overlap when one package imports "
         "another.",
     }

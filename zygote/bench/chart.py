@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -31,7 +32,12 @@ def write_chart(report: Json, path: Path) -> bool:
     except ImportError:
         log.warning("bench.chart_skipped", reason="matplotlib is not installed", path=str(path))
         return False
-    series = chart_series(report)
+    _draw(pyplot, chart_series(report), path)
+    return True
+
+
+def _draw(pyplot: Any, series: dict[str, list[float]], path: Path) -> None:
+    """Grouped bars, one group per ratio, one bar per parallelism."""
     fig, ax = pyplot.subplots(figsize=(9, 4.5))
     width = 0.8 / max(len(series), 1)
     for i, (label, values) in enumerate(series.items()):
@@ -44,4 +50,3 @@ def write_chart(report: Json, path: Path) -> bool:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     pyplot.close(fig)
-    return True

@@ -127,6 +127,7 @@ def metadata_block(config: BenchConfig, corpus: Path, started: float, bench: Ben
         "cpu_count": os.cpu_count(),
         "platform": platform.platform(),
         "errors": list(bench.errors),
+        "warnings": list(bench.warnings),
     }
 
 
@@ -164,6 +165,16 @@ def publish(report: Json, config: BenchConfig) -> None:
         log.info("bench.chart_written", path=str(config.chart))
 
 
+def run_and_publish(config: BenchConfig, workdir: Path, registry: Registry) -> list[str]:
+    """Run everything (SIGTERM unwinds like Ctrl-C), stop the processes, then print and write."""
+    with sigterm_as_interrupt():
+        report = execute(config, workdir, registry)
+    registry.stop_all()
+    publish(report, config)
+    errors: list[str] = report["meta"]["errors"]
+    return errors
+
+
 def bench(args: Namespace) -> None:
     """Entry point of ``airflow zygote bench``; exits non-zero if setup failed or any round failed."""
     try:
@@ -171,22 +182,16 @@ def bench(args: Namespace) -> None:
     except BenchError as exc:
         raise SystemExit(f"zygote bench: {exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="zb-", dir=workdir_base()))
-    registry = Registry()
-    keep = True
+    registry, errors = Registry(), ["interrupted"]
     try:
-        with sigterm_as_interrupt():
-            report = execute(config, workdir, registry)
-        registry.stop_all()
-        publish(report, config)
-        errors: list[str] = report["meta"]["errors"]
-        keep = bool(errors) or config.keep_workdir
+        errors = run_and_publish(config, workdir, registry)
     except BenchError as exc:
         raise SystemExit(f"zygote bench failed: {exc}") from None
     except KeyboardInterrupt:
         raise SystemExit("zygote bench interrupted; every process it started was stopped") from None
     finally:
         registry.stop_all()
-        _cleanup(workdir, keep=keep)
+        _cleanup(workdir, keep=bool(errors) or config.keep_workdir)
     if errors:
         raise SystemExit(f"zygote bench: {len(errors)} round(s) failed: {'; '.join(errors)}")
 

@@ -103,39 +103,42 @@ def _none(_: Json) -> Any:
     return None
 
 
+def _category_rows(present: Json, categories: tuple[str, ...], what: str, key: str, ratio_key: str) -> list[Row]:
+    """Per-category rows, only for categories the corpus has."""
+    fmt = fmt_s if key.startswith("parse") else fmt_mib
+    return [
+        (f"  {what} p50 {cat} ({'s' if fmt is fmt_s else 'MiB'})", _cat(key, cat), fmt, _r(ratio_key, cat))
+        for cat in categories
+        if present.get(cat, {}).get("n")
+    ]
+
+
+def _memory_rows() -> list[Row]:
+    return [
+        ("child peak PSS p50 (MiB)", _dist("child_pss", "p50"), fmt_mib, _r("child_pss_p50")),
+        ("GC in child p50 (ms)", lambda p: _ms(_dist("gc_s", "p50")(p)), fmt_ms, _r("gc_s_p50")),
+        ("gen-2 GC in child p95 (ms)", lambda p: _ms(_dist("gc_gen2_s", "p95")(p)), fmt_ms, _none),
+        ("total PSS peak (MiB)", _plain("total_pss_peak"), fmt_mib, _r("total_pss_peak")),
+        ("total PSS mean (MiB)", _plain("total_pss_mean"), fmt_mib, _r("total_pss_mean")),
+        ("fork latency p50 (ms)", _dist("fork_ms", "p50"), fmt_ms, _none),
+        ("dispatch round trip p50 (ms)", _dist("dispatch_ms", "p50"), fmt_ms, _none),
+        ("failed parses", _plain("failed_children"), str, _none),
+    ]
+
+
 def table_rows(comparison: Json) -> list[Row]:
     """Rows of the per-parallelism table; categories absent from the corpus are left out."""
-    rows: list[Row] = [
+    present = headline_phase(comparison["stock"]).get("parse_s_by_category", {})
+    return [
         ("parse p50 (s)", _dist("parse_s", "p50"), fmt_s, _r("parse_p50")),
         ("parse p95 (s)", _dist("parse_s", "p95"), fmt_s, _r("parse_p95")),
         ("parse max (s)", _dist("parse_s", "max"), fmt_s, _r("parse_max")),
-    ]
-    present = headline_phase(comparison["stock"]).get("parse_s_by_category", {})
-    for cat in ALL_CATEGORIES:
-        if present.get(cat, {}).get("n"):
-            rows.append((f"  parse p50 {cat} (s)", _cat("parse_s_by_category", cat), fmt_s,
-                         _r("parse_p50_by_category", cat)))  # fmt: skip
-    rows += [
+        *_category_rows(present, ALL_CATEGORIES, "parse", "parse_s_by_category", "parse_p50_by_category"),
         ("wall per round p50 (s)", _dist("wall_s", "p50"), fmt_s, _r("wall")),
         ("child peak USS p50 (MiB)", _dist("child_uss", "p50"), fmt_mib, _r("child_uss_p50")),
+        *_category_rows(present, ("heavy", "small"), "child USS", "child_uss_by_category", "child_uss_p50_by_category"),
+        *_memory_rows(),
     ]
-    for cat in ("heavy", "small"):
-        if present.get(cat, {}).get("n"):
-            rows.append((f"  child USS p50 {cat} (MiB)", _cat("child_uss_by_category", cat), fmt_mib,
-                         _r("child_uss_p50_by_category", cat)))  # fmt: skip
-    rows.extend(
-        [
-            ("child peak PSS p50 (MiB)", _dist("child_pss", "p50"), fmt_mib, _r("child_pss_p50")),
-            ("GC in child p50 (ms)", lambda p: _ms(_dist("gc_s", "p50")(p)), fmt_ms, _r("gc_s_p50")),
-            ("gen-2 GC in child p95 (ms)", lambda p: _ms(_dist("gc_gen2_s", "p95")(p)), fmt_ms, _none),
-            ("total PSS peak (MiB)", _plain("total_pss_peak"), fmt_mib, _r("total_pss_peak")),
-            ("total PSS mean (MiB)", _plain("total_pss_mean"), fmt_mib, _r("total_pss_mean")),
-            ("fork latency p50 (ms)", _dist("fork_ms", "p50"), fmt_ms, _none),
-            ("dispatch round trip p50 (ms)", _dist("dispatch_ms", "p50"), fmt_ms, _none),
-            ("failed parses", _plain("failed_children"), str, _none),
-        ]
-    )
-    return rows
 
 
 def _ms(seconds: Any) -> float | None:
@@ -170,8 +173,19 @@ def targets_table(targets: list[Json]) -> Table:
     return table
 
 
+def print_not_preloaded(console: Console, advice: Json) -> None:
+    """Approved packages the workers still imported: the zygote could not (yet) preload them."""
+    rows = advice.get("approved_not_preloaded") or []
+    if rows:
+        console.print("Approved but not preloaded (workers still imported them):")
+    for m in rows:
+        why = f"{m.get('state') or 'unknown'}: {m.get('reason')}" if m.get("reason") else m.get("state") or "unknown"
+        console.print(f"  {m['module']:<32} {m['seconds_per_pass']:.3f} s per pass ({why})", markup=False)
+
+
 def print_advice(console: Console, advice: Json) -> None:
     """Suggested ``approved_modules`` lines, never applied."""
+    print_not_preloaded(console, advice)
     modules = advice.get("modules") or []
     if not modules:
         console.print("Preload advice: no unapproved module cost measurable import time.")

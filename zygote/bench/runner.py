@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 
 from zygote.bench.environment import SIDES, Homes, side_env
-from zygote.bench.procs import Registry
+from zygote.bench.procs import Registry, Started
 from zygote.bench.results import ChildRecord, RoundResult, SideOutput, read_side_output
 from zygote.bench.sampler import Peak, TreeSampler
 from zygote.bench.zygote_server import ZygoteServer
@@ -26,6 +26,11 @@ from zygote.bench.zygote_server import ZygoteServer
 log = structlog.get_logger(__name__)
 
 DEFAULT_SAMPLE_INTERVAL = 0.1
+REFUSED_OUTCOMES = frozenset(
+    {"zygote_unavailable", "overloaded", "rejected_path", "fork_refused", "forker_lost", "shutting_down",
+     "version_mismatch", "config_mismatch", "internal", "fallback_local"}
+)  # fmt: skip
+"""Ledger outcomes meaning the zygote did not parse the file: such a round measured something else."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Bench:
     results: dict[tuple[int, str], list[RoundResult]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[int, dict[str, Any] | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def run(self) -> None:
         for parallelism in self.config.parallelism:
@@ -109,49 +115,70 @@ class Bench:
         self.progress.step(f"P={parallelism} round {round_no}/{self.config.rounds}: {side}")
         extra_roots = [server.pid] if side == "zygote" else []
         result = run_round(self, side, parallelism, round_no, extra_roots)
+        where = f"P={parallelism} round {round_no} {side}"
         if not result.ok:
-            self.errors.append(f"P={parallelism} round {round_no} {side}: {result.error}")
+            self.errors.append(f"{where}: {result.error}")
             log.warning("bench.round_failed", side=side, parallelism=parallelism, round=round_no, error=result.error)
+        elif failed := failed_outcomes(result.output):
+            self.warnings.append(f"{where}: parse children failed: {failed}")
+            log.warning("bench.children_failed", side=side, parallelism=parallelism, round=round_no, outcomes=failed)
         self.results[(parallelism, side)].append(result)
         self.progress.step(f"P={parallelism} round {round_no}/{self.config.rounds}: {side} done", advance=1)
 
 
-def run_round(bench: Bench, side: str, parallelism: int, round_no: int, extra_roots: list[int]) -> RoundResult:
-    """Spawn the side, sample its tree (plus the zygote's) until it exits or times out, read its report."""
-    tag = f"p{parallelism}-r{round_no}-{side}"
-    root = bench.homes.root
-    out, child_dir = root / "rounds" / f"{tag}.json", root / "children" / tag
-    out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "zygote.bench.run_side", "--side", side, "--output", str(out),
-           "--child-dir", str(child_dir)]  # fmt: skip
-    env = side_env(bench.homes, side, parallelism, bench.config.approved_modules)
-    began = time.monotonic()
-    started = bench.registry.spawn(tag, cmd, env, root / "logs" / f"{tag}.log")
+def side_command(side: str, out: Path, child_dir: Path) -> list[str]:
+    """The side subprocess's command line."""
+    return [sys.executable, "-m", "zygote.bench.run_side", "--side", side, "--output", str(out),
+            "--child-dir", str(child_dir)]  # fmt: skip
+
+
+def wait_sampled(bench: Bench, started: Started, extra_roots: list[int]) -> tuple[TreeSampler, str | None]:
+    """Sample the side's tree (plus the zygote's) until the side exits or times out; always stop it."""
     sampler = TreeSampler([started.pid, *extra_roots], bench.config.sample_interval).start()
-    error = None
+    timeout = bench.config.timeout_for(bench.file_count)
     try:
-        started.popen.wait(timeout=bench.config.timeout_for(bench.file_count))
+        started.popen.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        error = f"timed out after {bench.config.timeout_for(bench.file_count):.0f}s"
+        return sampler, f"timed out after {timeout:.0f}s"
     finally:
         sampler.stop()
         bench.registry.stop(started)
+    return sampler, None
+
+
+def run_round(bench: Bench, side: str, parallelism: int, round_no: int, extra_roots: list[int]) -> RoundResult:
+    """Spawn the side, sample it while it runs, read its report and judge whether the round counts."""
+    tag, root = f"p{parallelism}-r{round_no}-{side}", bench.homes.root
+    out = root / "rounds" / f"{tag}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    env = side_env(bench.homes, side, parallelism, bench.config.approved_modules)
+    began = time.monotonic()
+    started = bench.registry.spawn(
+        tag, side_command(side, out, root / "children" / tag), env, root / "logs" / f"{tag}.log"
+    )
+    sampler, error = wait_sampled(bench, started, extra_roots)
     output = read_side_output(out) or SideOutput(side=side, parallelism=parallelism, error="no report written")
-    error = error or _first_line(output.error) or _exit_error(started.popen.returncode) or _nothing_parsed(output)
-    if error:
-        log.debug("bench.round_log_tail", tag=tag, tail=started.log_tail())
+    error = error or _first_line(output.error) or _exit_error(started.popen.returncode) or _not_measured(output)
     merge_peaks(output.children, sampler.peaks)
-    return RoundResult(side, parallelism, round_no, error is None, error, time.monotonic() - began, output,
-                       sampler.window(output.run_started, output.run_ended))  # fmt: skip
+    memory = sampler.window(output.run_started, output.run_ended)
+    return RoundResult(side, parallelism, round_no, error is None, error, time.monotonic() - began, output, memory)
 
 
 def _first_line(error: str | None) -> str | None:
     return error.strip().splitlines()[0] if error and error.strip() else None
 
 
-def _nothing_parsed(output: SideOutput) -> str | None:
-    """A round that parsed no file measured nothing; it must not pass for a very fast one."""
-    return None if any(f.parse_s is not None for f in output.files) else "no file was parsed"
+def failed_outcomes(output: SideOutput) -> dict[str, int]:
+    """How many children ended in each non-ok outcome."""
+    return dict(Counter(c.outcome for c in output.children if c.outcome != "ok"))
+
+
+def _not_measured(output: SideOutput) -> str | None:
+    """A round that parsed nothing, or whose files the zygote refused, must not pass for a fast one."""
+    if not any(f.parse_s is not None for f in output.files):
+        return "no file was parsed"
+    refused = {k: n for k, n in failed_outcomes(output).items() if k in REFUSED_OUTCOMES}
+    return f"the zygote did not parse every file: {refused}" if refused else None
 
 
 def _exit_error(code: int | None) -> str | None:

@@ -37,12 +37,24 @@ def preload_advice(bench: Bench, dag_modules: frozenset[str]) -> dict[str, objec
     zygote_rounds = [r for p in bench.config.parallelism for r in bench.results.get((p, "zygote"), []) if r.ok]
     reports = [c.imports for r in zygote_rounds for c in r.output.children if c.imports]
     passes = len(zygote_rounds)
-    approved = bench.config.approved_modules
+    approved, preload = bench.config.approved_modules, preload_states(bench.statuses.values())
     if reports:
-        return advice_mod.advise(reports, approved, passes, dag_modules=dag_modules, source="ledger")
+        return advice_mod.advise(reports, approved, passes, dag_modules=dag_modules, source="ledger", preload=preload)
     status_costs = summed_import_costs(bench.statuses.values())
     reports_from_status = [status_costs] if status_costs else []
-    return advice_mod.advise(reports_from_status, approved, passes, dag_modules=dag_modules, source="status")
+    return advice_mod.advise(
+        reports_from_status, approved, passes, dag_modules=dag_modules, source="status", preload=preload
+    )
+
+
+def preload_states(statuses: Any) -> dict[str, Any]:
+    """The zygotes' ``preload`` sections merged (the last parallelism's zygote wins on conflicts)."""
+    merged: dict[str, Any] = {}
+    for status in statuses:
+        preload = (status or {}).get("preload")
+        if isinstance(preload, Mapping):
+            merged.update(preload)
+    return merged
 
 
 def summed_import_costs(statuses: Any) -> dict[str, float]:
