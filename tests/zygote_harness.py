@@ -219,3 +219,87 @@ def no_children_left(pid: int) -> bool:
     except psutil.NoSuchProcess:
         return True
     return not children
+
+
+class RawClient:
+    """Speaks the wire protocol directly (for tests of what a misbehaving peer can do)."""
+
+    def __init__(self, endpoint: str, name: str = "raw-client") -> None:
+        import uuid
+
+        import zmq
+
+        self.zmq = zmq
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.name = f"{name}-{uuid.uuid4().hex[:8]}"
+        self.socket.setsockopt(zmq.ROUTING_ID, self.name.encode())
+        self.socket.setsockopt(zmq.LINGER, 0)
+        self.socket.connect(endpoint)
+
+    def hello(self, **overrides: Any) -> Any:
+        from protocol import Hello, Welcome
+        from zygote.fingerprint import config_fingerprint, versions
+
+        ours = versions()
+        fields = {
+            "client": self.name,
+            "role": "client",
+            "protocol": ours["protocol"],
+            "airflow": ours["airflow"],
+            "python": ours["python"],
+            "config": config_fingerprint(),
+        }
+        fields.update(overrides)
+        self.send(Hello(**fields))
+        return self.expect(Welcome)
+
+    def send(self, message: Any) -> None:
+        from protocol import encode
+
+        self.socket.send(encode(message))
+
+    def send_raw(self, *frames: bytes) -> None:
+        self.socket.send_multipart(list(frames))
+
+    def recv(self, timeout: float = 10.0) -> Any:
+        from protocol import decode
+
+        if not self.socket.poll(int(timeout * 1000)):
+            raise AssertionError(f"no message from the zygote within {timeout} s")
+        return decode(self.socket.recv())
+
+    def expect(self, kind: Any, timeout: float = 30.0, request_id: str | None = None) -> Any:
+        """The next message of ``kind`` (for ``request_id``), skipping heartbeats and output."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.recv(remaining)
+            if isinstance(message, kind) and (request_id is None or getattr(message, "id", None) == request_id):
+                return message
+        raise AssertionError(f"no {kind} within {timeout} s")
+
+    def close(self) -> None:
+        self.socket.close(linger=0)
+        self.context.term()
+
+
+def spawn_message(request_id: str, path: Path, timeout: float = 60.0) -> Any:
+    from protocol import Spawn
+
+    return Spawn(
+        id=request_id,
+        path=str(path),
+        bundle_path=str(path.parent),
+        bundle_name="dags-folder",
+        timeout=timeout,
+        cwd=str(path.parent),
+    )
+
+
+def pid_alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -473,10 +473,10 @@ class ZygoteConnection:
         start = stats.get("start_monotonic")
         if isinstance(start, float):
             stats["dispatch_ms"] = (start - request.sent_at) * 1000
-        request.tracker.publish_exit(exit_code)
-        request.channels.close_children()
         if not request.abandoned:
             self.ledger.close(request.spawn.id, outcome, exit_code=exit_code, detail=detail, stats=stats)
+        request.tracker.publish_exit(exit_code)
+        request.channels.close_children()
 
     def _shutdown(self) -> None:
         for request in list(self._requests.values()):

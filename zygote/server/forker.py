@@ -393,7 +393,8 @@ class Forker:
         log.info("preload.probing", modules=len(batch), first=batch[0])
 
     def _read_probe(self) -> None:
-        assert self.probe is not None
+        if self.probe is None:  # reaped earlier in this same batch of events
+            return
         for message in _drain_nonblocking(self.probe.sock, self.probe.buffer):
             if isinstance(message, ProbeReport):
                 self.preloader.on_probe_report(message)

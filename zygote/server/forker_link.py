@@ -76,7 +76,7 @@ class ForkerLink:
         except (BlockingIOError, InterruptedError):
             return []
         except OSError:
-            data = b""
+            data, fds = b"", []
         self.fds.extend(fds)
         if not data:
             return None

@@ -153,7 +153,11 @@ class Gateway:
             self._register_relay(poller, handlers, request)
         events = poller.poll(self._timeout_ms())
         for target, mask in events:
-            self._on_event(target, mask, handlers)
+            try:
+                self._on_event(target, mask, handlers)
+            except Exception:
+                # A bug handling one event must not take every client's parses down with it.
+                log.exception("gateway.internal_error", target=str(target))
         self._on_timers(time.monotonic())
 
     def _register_relay(self, poller: zmq.Poller, handlers: dict[int, Any], request: Request) -> None:
@@ -560,7 +564,8 @@ class Gateway:
         if session is None:
             return
         orphans = [r for r in self.requests.live() if r.client == client]
-        log.warning("client.gone", client=session.name, reason=why, requests=len(orphans))
+        if orphans or session.role == "client":
+            log.warning("client.gone", client=session.name, reason=why, requests=len(orphans))
         for request in orphans:
             if self.requests.mark_replied(request):
                 self.book.count(ErrorCode.CLIENT_GONE.value)
