@@ -514,3 +514,14 @@ def test_bench_round_validation() -> None:
     refused = SideOutput("zygote", 2, files=ok.files, children=[ChildRecord("a.py", "other", "zygote_unavailable")])
     assert "did not parse" in (_not_measured(refused) or "")
     assert _not_measured(SideOutput("stock", 2)) == "no file was parsed"
+
+
+def test_bench_chart_series_and_optional_matplotlib(tmp_path: Path) -> None:
+    from zygote.bench.chart import CHART_RATIOS, chart_series, write_chart
+
+    doc = sample_report()
+    series = chart_series(doc)
+    assert set(series) == {"parallelism 2", "parallelism 8"}
+    assert all(len(v) == len(CHART_RATIOS) for v in series.values())
+    written = write_chart(doc, tmp_path / "chart.png")
+    assert written == (tmp_path / "chart.png").exists()

@@ -182,16 +182,20 @@ def bench(args: Namespace) -> None:
     except BenchError as exc:
         raise SystemExit(f"zygote bench: {exc}") from None
     workdir = Path(tempfile.mkdtemp(prefix="zb-", dir=workdir_base()))
-    registry, errors = Registry(), ["interrupted"]
+    registry = Registry()
+    errors: list[str] = []
+    keep = True  # logs of a run that blew up are worth keeping; success and Ctrl-C clear this
     try:
         errors = run_and_publish(config, workdir, registry)
+        keep = config.keep_workdir or bool(errors)
     except BenchError as exc:
-        raise SystemExit(f"zygote bench failed: {exc}") from None
+        raise SystemExit(f"zygote bench failed: {exc} (logs kept in {workdir})") from None
     except KeyboardInterrupt:
+        keep = config.keep_workdir
         raise SystemExit("zygote bench interrupted; every process it started was stopped") from None
     finally:
         registry.stop_all()
-        _cleanup(workdir, keep=bool(errors) or config.keep_workdir)
+        _cleanup(workdir, keep=keep)
     if errors:
         raise SystemExit(f"zygote bench: {len(errors)} round(s) failed: {'; '.join(errors)}")
 
