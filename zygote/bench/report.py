@@ -121,7 +121,7 @@ def _memory_rows() -> list[Row]:
         ("total PSS peak (MiB)", _plain("total_pss_peak"), fmt_mib, _r("total_pss_peak")),
         ("total PSS mean (MiB)", _plain("total_pss_mean"), fmt_mib, _r("total_pss_mean")),
         ("fork latency p50 (ms)", _dist("fork_ms", "p50"), fmt_ms, _none),
-        ("dispatch round trip p50 (ms)", _dist("dispatch_ms", "p50"), fmt_ms, _none),
+        ("dispatch to worker p50 (ms)", _dist("dispatch_ms", "p50"), fmt_ms, _none),
         ("failed parses", _plain("failed_children"), str, _none),
     ]
 

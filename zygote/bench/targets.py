@@ -71,7 +71,12 @@ TARGETS: tuple[Target, ...] = (
     Target("total_pss_p8", "total PSS of everything, parallelism 8", 0.6, "x", 8, _ratio("total_pss_peak")),
     Target("total_pss_p2", "total PSS of everything, parallelism 2", 1.0, "x", 2, _ratio("total_pss_peak")),
     Target(
-        "dispatch_p50_ms", "zygote dispatch (gateway round trip) p50", 10.0, "ms", None, _zygote("dispatch_ms", "p50")
+        "dispatch_p50_ms",
+        "zygote dispatch p50 (request sent -> worker running)",
+        10.0,
+        "ms",
+        None,
+        _zygote("dispatch_ms", "p50"),
     ),
 )
 
