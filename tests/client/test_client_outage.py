@@ -1,0 +1,44 @@
+"""The dag-processor survives its zygote dying mid-run and goes back to it once it returns."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dagfiles import simple_dag
+from zygote_harness import AIRFLOW, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_zygote_killed_mid_run_falls_back_then_returns(
+    airflow_env: dict[str, str], zygote_factory: Any, tmp_path: Path
+) -> None:
+    dags = Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
+    for index in range(4):
+        (dags / f"outage_{index}.py").write_text(simple_dag(f"outage_{index}"))
+    env = {**airflow_env, "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "0"}
+    first = zygote_factory(env)
+    log_path = tmp_path / "dag-processor.log"
+    with log_path.open("wb") as log:
+        processor = subprocess.Popen([AIRFLOW, "zygote", "dag-processor", "-n", "25"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: len(first.events("request.finished")) >= 8, 60, "parses through the first zygote")
+        os.killpg(first.popen.pid, signal.SIGKILL)  # the whole container: gateway, forker, workers
+        first.popen.wait(10)
+        wait_for(lambda: "zygote.unavailable" in log_path.read_text(errors="replace"), 60, "the local fallback")
+        second = zygote_factory(env)
+        wait_for(lambda: len(second.events("request.finished")) >= 4, 60, "parses through the restarted zygote")
+        assert processor.wait(180) == 0
+    finally:
+        if processor.poll() is None:
+            processor.kill()
+    text = log_path.read_text(errors="replace")
+    assert text.count("zygote.unavailable") == 1  # one warning per outage, not one per file
+    assert "Traceback" not in text
+    assert all(event["outcome"] == "exited" for event in second.events("request.finished"))
