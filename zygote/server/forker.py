@@ -75,14 +75,14 @@ class Forker:
         self.generation = generation
         self.pid = os.getpid()
         self.selector = selectors.DefaultSelector()
-        self.table = WorkerTable()
-        self.reports: dict[int, tuple[socket.socket, FrameBuffer]] = {}
-        self.link_buffer = FrameBuffer()
         self.preloader = Preloader(
             ApprovedPatterns.with_airflow(settings.approved_modules),
             settings.approved_modules,
             settings.preload_state_file,
         )
+        self.table = WorkerTable(always_report=self.preloader.approved.matches)
+        self.reports: dict[int, tuple[socket.socket, FrameBuffer]] = {}
+        self.link_buffer = FrameBuffer()
         self.probe: Probe | None = None
         self.drain_at: float | None = None
         self.running = True
@@ -100,7 +100,7 @@ class Forker:
         self._install_signals()
         self.preloader.observe(self._run_warmup())
         self.preloader.observe(self.preloader.loaded_from_state_file())
-        self.preloader.observe(self.settings.preload_modules)
+        self.preloader.request_eager(self.settings.preload_modules)
         self._probe_blocking()
         gc.collect()
         gc.freeze()
@@ -286,7 +286,9 @@ class Forker:
     def _track_worker(self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float, fork_ms: float) -> None:
         pairs.close_child_ends()
         timeout = min(spawn.timeout + DEADLINE_GRACE_S, self.settings.worker_timeout)
-        self.table.add(Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path))
+        worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
+        worker.extra["generation"] = self.generation
+        self.table.add(worker)
         report = pairs.parent["report"]
         report.setblocking(False)
         self.reports[pid] = (report, FrameBuffer())

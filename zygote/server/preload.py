@@ -32,6 +32,8 @@ from typing import Any, NoReturn
 from protocol import ProbeReport, frame
 from zygote.server import osutil
 
+NOT_APPROVED = "listed in preload_modules but not approved: add it to [zygote] approved_modules"
+
 
 class ModuleState(enum.Enum):
     NOT_SEEN = "not_seen"
@@ -107,11 +109,24 @@ class Preloader:
     def observe(self, modules: Iterable[str]) -> None:
         """Modules a worker imported: approved ones the forker lacks become PENDING."""
         for name in modules:
-            if name in sys.modules or not self.approved.matches(name):
+            if not self.approved.matches(name):
                 continue
             record = self.records.get(name)
-            if record is None or record.state is ModuleState.NOT_SEEN:
-                self.records[name] = ModuleRecord(ModuleState.PENDING)
+            if record is not None and record.state is not ModuleState.NOT_SEEN:
+                continue  # decided already: a rejection is final for this generation
+            if name in sys.modules:
+                if record is not None:  # configured, and Airflow's start-up imported it already
+                    record.state = ModuleState.LOADED
+                continue
+            self.records[name] = ModuleRecord(ModuleState.PENDING)
+
+    def request_eager(self, modules: Iterable[str]) -> None:
+        """``preload_modules``: candidates now; one that is not approved is rejected, visibly."""
+        for name in modules:
+            if self.approved.matches(name):
+                self.observe([name])
+            else:
+                self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=NOT_APPROVED)
 
     def take_batch(self) -> list[str]:
         """Every PENDING module, now PROBING, in the order they were first seen."""

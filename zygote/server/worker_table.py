@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +18,8 @@ from protocol import Exited, WorkerReport
 
 IMPORTS_IN_STATS = 100
 """Most expensive imports a terminal reply carries (for preload advice)."""
+IMPORT_FLOOR_S = 0.001
+"""Imports faster than this are left out of the stats, unless they are preload candidates."""
 
 
 class WorkerState(enum.Enum):
@@ -61,12 +64,21 @@ class Worker:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class WorkerTable:
-    """Live workers by pid and by request id."""
+def _never(module: str) -> bool:
+    return False
 
-    def __init__(self) -> None:
+
+class WorkerTable:
+    """Live workers by pid and by request id.
+
+    ``always_report`` names the modules whose import time a terminal reply carries however small
+    (the approved ones): their absence then means the worker did not import them at all.
+    """
+
+    def __init__(self, always_report: Callable[[str], bool] = _never) -> None:
         self._by_pid: dict[int, Worker] = {}
         self._by_id: dict[str, int] = {}
+        self._always_report = always_report
 
     def __len__(self) -> int:
         return len(self._by_pid)
@@ -131,7 +143,7 @@ class WorkerTable:
             id=worker.request_id,
             exit_code=exit_code,
             outcome=outcome_of(exit_code, worker.kill_reason),
-            stats=_stats(worker, rusage, now),
+            stats=_stats(worker, rusage, now, self._always_report),
         )
         return [KillGroup(pid), SendExited(message)]
 
@@ -156,7 +168,9 @@ def outcome_of(exit_code: int, kill_reason: str) -> str:
     return "exited" if exit_code == 0 else "failed"
 
 
-def _stats(worker: Worker, rusage: dict[str, float], now: float) -> dict[str, Any]:
+def _stats(
+    worker: Worker, rusage: dict[str, float], now: float, always_report: Callable[[str], bool]
+) -> dict[str, Any]:
     stats: dict[str, Any] = {
         "wall_s": now - worker.started_at,
         "fork_ms": worker.fork_ms,
@@ -173,10 +187,12 @@ def _stats(worker: Worker, rusage: dict[str, float], now: float) -> dict[str, An
         if "start_monotonic" in report.memory:
             stats["start_monotonic"] = report.memory["start_monotonic"]
         stats["imported"] = len(report.modules)
-        stats["imports"] = _top_imports(report.modules)
+        stats["imports"] = _top_imports(report.modules, always_report)
     return stats
 
 
-def _top_imports(modules: dict[str, Any]) -> dict[str, float]:
-    timed = sorted(((float(s), m) for m, s in modules.items() if float(s) >= 0.001), reverse=True)
+def _top_imports(modules: dict[str, Any], always_report: Callable[[str], bool]) -> dict[str, float]:
+    timed = sorted(
+        ((float(s), m) for m, s in modules.items() if float(s) >= IMPORT_FLOOR_S or always_report(m)), reverse=True
+    )
     return {name: seconds for seconds, name in timed[:IMPORTS_IN_STATS]}
