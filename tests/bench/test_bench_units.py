@@ -525,3 +525,33 @@ def test_bench_chart_series_and_optional_matplotlib(tmp_path: Path) -> None:
     assert all(len(v) == len(CHART_RATIOS) for v in series.values())
     written = write_chart(doc, tmp_path / "chart.png")
     assert written == (tmp_path / "chart.png").exists()
+
+
+class FlakyServer:
+    """Stands in for ZygoteServer: the first start fails as if the zygote had been killed."""
+
+    def __init__(self, *, hung: bool = False) -> None:
+        self.starts, self.hung = 0, hung
+
+    @property
+    def running(self) -> bool:
+        return self.hung
+
+    def start(self) -> None:
+        self.starts += 1
+        raise BenchError("airflow zygote serve exited with code 0:\nlog")
+
+    def restart(self) -> str:
+        self.starts += 1
+        return "restarted"
+
+
+def test_bench_zygote_start_is_retried_once(tmp_path: Path) -> None:
+    from zygote.bench.runner import Bench, BenchConfig
+
+    bench = Bench(BenchConfig(None, 1, (2,), ""), Homes(tmp_path, tmp_path), procs.Registry(), 1)
+    flaky = FlakyServer()
+    bench.start_zygote(flaky, 2)  # type: ignore[arg-type]
+    assert flaky.starts == 2 and bench.warnings and "restarted" in bench.warnings[0]
+    with pytest.raises(BenchError):  # a zygote that is up but never healthy is not restarted
+        bench.start_zygote(FlakyServer(hung=True), 2)  # type: ignore[arg-type]

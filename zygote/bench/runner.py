@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from zygote.bench.environment import SIDES, Homes, side_env
+from zygote.bench.environment import SIDES, BenchError, Homes, side_env
 from zygote.bench.procs import Registry, Started
 from zygote.bench.results import ChildRecord, RoundResult, SideOutput, read_side_output
 from zygote.bench.sampler import Peak, TreeSampler
@@ -102,7 +102,7 @@ class Bench:
         env = side_env(self.homes, "zygote", parallelism, self.config.approved_modules)
         server = ZygoteServer(self.registry, env, self.homes.root / "logs" / f"zygote-p{parallelism}.log")
         try:
-            server.start()
+            self.start_zygote(server, parallelism)
             self.progress.step(f"P={parallelism}: zygote ready", advance=1)
             for round_no in range(1, self.config.rounds + 1):
                 for side in side_order(round_no):
@@ -111,8 +111,19 @@ class Bench:
         finally:
             server.stop()
 
+    def start_zygote(self, server: ZygoteServer, parallelism: int) -> None:
+        """Start the zygote, retrying once if it exits while starting up."""
+        try:
+            server.start()
+        except BenchError as exc:
+            if server.running:
+                raise
+            self.warnings.append(f"P={parallelism}: {server.restart()} (first start: {str(exc).splitlines()[0]})")
+
     def run_one(self, side: str, parallelism: int, round_no: int, server: ZygoteServer) -> None:
         self.progress.step(f"P={parallelism} round {round_no}/{self.config.rounds}: {side}")
+        if side == "zygote" and not server.running:
+            self.warnings.append(f"P={parallelism} round {round_no}: {server.restart()}")
         extra_roots = [server.pid] if side == "zygote" else []
         result = run_round(self, side, parallelism, round_no, extra_roots)
         where = f"P={parallelism} round {round_no} {side}"

@@ -95,8 +95,25 @@ class ZygoteServer:
         path = ipc_path(self.env.get("AIRFLOW__ZYGOTE__SOCKET", ""))
         return path is None or path.exists()
 
+    @property
+    def running(self) -> bool:
+        return self.started is not None and self.started.popen.poll() is None
+
     def status(self) -> dict[str, Any] | None:
         return query_status(self.env)
+
+    def restart(self) -> str:
+        """Replace a zygote that died (or never came up); returns why, for the report's warnings.
+
+        A zygote should never die on its own, but on a shared machine something else may signal it;
+        one restart keeps the remaining rounds meaningful (the restarted zygote is cold again).
+        """
+        code = self.started.popen.returncode if self.started is not None else None
+        tail = self.started.log_tail(5) if self.started is not None else ""
+        self.stop()
+        log.warning("bench.zygote_restarted", exit_code=code, log_tail=tail)
+        self.start()
+        return f"the zygote exited (code {code}) and was restarted; the next zygote round is cold again"
 
     def stop(self) -> None:
         """SIGTERM (the zygote drains, with the short drain timeout the bench set), then SIGKILL."""
