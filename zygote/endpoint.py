@@ -1,23 +1,35 @@
 """Binding and connecting the ZeroMQ endpoint (``[zygote] socket``), with its security rules.
 
 ``ipc://``: the socket lives in a directory this side creates owner-only (or group-readable with
-``socket_group``). ``tcp://``: refused unless CURVE keys are configured; the server accepts only
-allow-listed client keys and the client pins the server key.
+``socket_group``), and a ZAP handler checks each connecting peer's uid (libzmq hands ZAP the
+kernel's ``SO_PEERCRED`` as ``<host>:<uid>:<gid>:<pid>`` in the address): the gateway's own uid, or
+a member of ``socket_group``. A peer whose credentials are missing is refused (fail closed).
+``tcp://``: refused unless CURVE keys are configured; the server accepts only allow-listed client
+keys and the client pins the server key. The ZAP handler is a thread of the gateway: the forker and
+the workers never see it or the keys.
 """
 
 from __future__ import annotations
 
 import grp
 import os
+import pwd
 import socket
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from protocol import MAX_FRAME
 from zygote.config import Settings
+from zygote.logs import get_logger
+
+log = get_logger(__name__)
+
+IPC_ZAP_DOMAIN = b"zygote"
 
 
 class EndpointError(Exception):
@@ -28,24 +40,57 @@ def ipc_path(endpoint: str) -> Path | None:
     return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
 
 
-def bind_router(context: zmq.Context[Any], settings: Settings) -> zmq.Socket[Any]:
-    """The gateway's ROUTER socket, bound and locked down."""
+@dataclass
+class ServerEndpoint:
+    """The bound ROUTER and the ZAP handler thread that vets its peers."""
+
+    router: zmq.Socket[Any]
+    gatekeeper: ThreadAuthenticator
+
+    def close(self, linger_ms: int = 1000) -> None:
+        """Close both; the context can only terminate once the ZAP sockets are closed too."""
+        self.router.close(linger=linger_ms)
+        self.gatekeeper.stop()
+
+
+def bind_server(context: zmq.Context[Any], settings: Settings) -> ServerEndpoint:
+    """The gateway's ROUTER socket, bound and locked down, with its ZAP handler running."""
+    if not settings.socket.startswith(("ipc://", "tcp://")):
+        raise EndpointError(f"[zygote] socket must be ipc:// or tcp://, not {settings.socket!r}")
+    if settings.socket.startswith("tcp://"):
+        _check_curve_settings(settings)
     router: zmq.Socket[Any] = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.setsockopt(zmq.LINGER, 1000)
     router.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 1024)
     router.setsockopt(zmq.SNDHWM, 0)  # output is bounded by per-request credit instead
     path = ipc_path(settings.socket)
+    gatekeeper = _Gatekeeper(context, PeerPolicy.for_group(settings.socket_group) if path else None)
+    gatekeeper.start()
+    try:
+        _secure_and_bind(router, gatekeeper, settings, path)
+    except BaseException:
+        router.close(linger=0)
+        gatekeeper.stop()
+        raise
+    return ServerEndpoint(router, gatekeeper)
+
+
+def _secure_and_bind(
+    router: zmq.Socket[Any], gatekeeper: ThreadAuthenticator, settings: Settings, path: Path | None
+) -> None:
     if path is not None:
         _prepare_ipc(path, settings.socket_group)
+        router.zap_domain = IPC_ZAP_DOMAIN  # makes libzmq ask the ZAP handler about NULL peers too
         router.bind(settings.socket)
         os.chmod(path, 0o660 if settings.socket_group else 0o600)
-    elif settings.socket.startswith("tcp://"):
-        _serve_curve(context, router, settings)
-        router.bind(settings.socket)
-    else:
-        raise EndpointError(f"[zygote] socket must be ipc:// or tcp://, not {settings.socket!r}")
-    return router
+        return
+    allowed = {key.encode() for key in settings.curve_allowed_clients}
+    gatekeeper.configure_curve_callback("*", credentials_provider=_AllowList(allowed))
+    router.curve_secretkey = settings.curve_server_secret_key.encode()
+    router.curve_publickey = settings.curve_server_public_key.encode()
+    router.curve_server = True
+    router.bind(settings.socket)
 
 
 def connect_dealer(context: zmq.Context[Any], settings: Settings, identity: bytes) -> zmq.Socket[Any]:
@@ -89,31 +134,88 @@ def _someone_listens(path: Path) -> bool:
     return True
 
 
-def _serve_curve(context: zmq.Context[Any], router: zmq.Socket[Any], settings: Settings) -> None:
+def _check_curve_settings(settings: Settings) -> None:
     if not (settings.curve_server_secret_key and settings.curve_server_public_key and settings.curve_allowed_clients):
         raise EndpointError(
             "tcp:// needs [zygote] curve_server_public_key, curve_server_secret_key and "
             "curve_allowed_clients; refusing to serve parse requests unauthenticated over TCP"
         )
-    from zmq.auth.thread import ThreadAuthenticator
-
-    authenticator = ThreadAuthenticator(context)
-    authenticator.start()
-    allowed = {key.encode() for key in settings.curve_allowed_clients}
-    authenticator.configure_curve_callback("*", credentials_provider=_AllowList(allowed))
-    router.curve_secretkey = settings.curve_server_secret_key.encode()
-    router.curve_publickey = settings.curve_server_public_key.encode()
-    router.curve_server = True
 
 
 class _AllowList:
-    """ZAP credentials provider: only allow-listed Z85 client keys."""
+    """ZAP credentials provider: only allow-listed Z85 client keys (the parent class Z85-encodes)."""
 
     def __init__(self, allowed: set[bytes]) -> None:
         self.allowed = allowed
 
     def callback(self, domain: str, key: bytes) -> bool:
-        return zmq.utils.z85.encode(key) in self.allowed
+        allowed = key in self.allowed
+        if not allowed:
+            log.warning("client.unauthorized", transport="tcp", client_key=key.decode(errors="replace"))
+        return allowed
+
+
+@dataclass(frozen=True)
+class PeerPolicy:
+    """Who may connect over ``ipc://``: the gateway's own uid, or members of ``socket_group``."""
+
+    uid: int
+    group_gid: int | None = None
+    group_members: frozenset[str] = frozenset()
+
+    @classmethod
+    def for_group(cls, group: str) -> PeerPolicy:
+        if not group:
+            return cls(os.getuid())
+        entry = grp.getgrnam(group)
+        return cls(os.getuid(), entry.gr_gid, frozenset(entry.gr_mem))
+
+    def refusal(self, address: str) -> str:
+        """Why the peer at ZAP ``address`` (``<host>:<uid>:<gid>:<pid>``) may not connect, or ""."""
+        credentials = _peer_credentials(address)
+        if credentials is None:
+            return f"no peer credentials in {address!r} (libzmq without SO_PEERCRED?)"
+        uid, gid = credentials
+        if uid == self.uid or (
+            self.group_gid is not None and (gid == self.group_gid or _user(uid) in self.group_members)
+        ):
+            return ""
+        return f"uid {uid} (gid {gid}) may not use this socket"
+
+
+def _peer_credentials(address: str) -> tuple[int, int] | None:
+    parts = address.rsplit(":", 3)
+    if len(parts) != 4:
+        return None
+    try:
+        return int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return ""
+
+
+class _Gatekeeper(ThreadAuthenticator):
+    """ZAP handler: NULL-mechanism (ipc) peers by uid, CURVE peers by the parent class's key check."""
+
+    def __init__(self, context: zmq.Context[Any], peers: PeerPolicy | None) -> None:
+        super().__init__(context)
+        self.peers = peers
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        if self.peers is not None and len(msg) >= 6 and msg[5] == b"NULL":
+            address = msg[3].decode(errors="replace")
+            refusal = self.peers.refusal(address)
+            if refusal:
+                log.warning("client.unauthorized", transport="ipc", peer=address, reason=refusal)
+                self._send_zap_reply(msg[1], b"400", refusal.encode()[:255])
+                return
+        await super().handle_zap_message(msg)
 
 
 def _client_curve(dealer: zmq.Socket[Any], settings: Settings) -> None:

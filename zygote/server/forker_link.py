@@ -1,4 +1,10 @@
-"""The gateway's side of one forker generation: the process, its socketpair, fds in flight."""
+"""The gateway's side of one forker generation: the process, its socketpair, fds in flight.
+
+The forker runs no DAG code itself but its workers do, and they inherit its environment: the
+gateway starts it with the CURVE secrets removed (and masked, so a value from ``airflow.cfg``
+does not reach it either), and with an empty signal mask (the gateway blocks the signals it reads
+from a signalfd, and ``posix_spawn`` would otherwise pass that mask on).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,15 @@ import os
 import socket
 import sys
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from protocol import FrameBuffer, Message, Started, frame
 
 FDS_PER_WORKER = 5
 _FORKER_CODE = "from zygote.server.forker_main import main; main()"
+SECRET_VARIABLES = ("AIRFLOW__ZYGOTE__CURVE_SERVER_SECRET_KEY", "AIRFLOW__ZYGOTE__CURVE_CLIENT_SECRET_KEY")
+"""Also their ``_CMD`` and ``_SECRET`` forms, which would make the forker fetch the secret itself."""
 
 
 class ForkerState(enum.Enum):
@@ -49,7 +58,7 @@ class ForkerLink:
         ]
         if verbose:
             argv.append("--verbose")
-        pid = os.posix_spawn(sys.executable, argv, dict(os.environ))
+        pid = os.posix_spawn(sys.executable, argv, forker_environment(os.environ), setsigmask=())
         theirs.close()
         ours.setblocking(False)
         return cls(generation, pid, ours)
@@ -92,3 +101,10 @@ class ForkerLink:
         while self.fds:
             os.close(self.fds.popleft())
         self.sock.close()
+
+
+def forker_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the CURVE secrets; each masked with an empty value."""
+    env = {name: value for name, value in environ.items() if not name.upper().startswith(SECRET_VARIABLES)}
+    env.update(dict.fromkeys(SECRET_VARIABLES, ""))
+    return env

@@ -3,19 +3,23 @@
 How this works: one loop polls the ROUTER, the forker links, the workers' channel sockets (only
 those whose request has credit) and a signal wakeup socket, with a timeout computed from the next
 deadline (heartbeats, drain). Clients must say ``hello`` first. Requests queue here (bounded) and
-go to the current forker generation as worker slots free up. A worker's bytes reach the client
-before its ``exited``, which is sent only once every channel reached EOF. Signals only wake the
-loop. As PID 1 the gateway reaps any child that ends.
+go to the current forker generation as worker slots free up. A worker's input is held until its
+first frame names the file the spawn named (``parse_gate``). A worker's bytes reach the client
+before its ``exited``, which is sent only once every channel reached EOF. Signals arrive on a
+signalfd, read by the loop; SIGTERM/SIGINT/SIGHUP sent by the zygote's own descendants (DAG code)
+are ignored. The gateway is a child subreaper (PID 1 in its container in any case) and reaps any
+child that ends; when a forker dies, it kills the process groups of that forker's workers.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
 import signal
-import socket
 import time
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -46,16 +50,21 @@ from protocol import (
     encode,
 )
 from zygote.config import Settings, load_settings
-from zygote.endpoint import bind_router
+from zygote.endpoint import bind_server
 from zygote.fingerprint import config_fingerprint, config_mismatch, version_mismatch, versions
 from zygote.logs import get_logger
+from zygote.server import osutil
 from zygote.server.forker_link import ForkerLink, ForkerState
+from zygote.server.parse_gate import WAIT, check_first_frame
 from zygote.server.paths import allowed_roots, path_refusal
 from zygote.server.relay import InputOverflow, Relay
 from zygote.server.requests import Request, RequestState, RequestTable
+from zygote.server.signal_source import Delivery, SignalSource, is_descendant
 from zygote.server.status import StatusBook
 
 log = get_logger(__name__)
+
+VALID_SIGNALS = frozenset(int(signum) for signum in signal.valid_signals())
 
 CREDIT_WINDOW = 1024 * 1024
 CHANNEL_DRAIN_S = 10.0
@@ -63,6 +72,9 @@ CHANNEL_DRAIN_S = 10.0
 STATUS_WAIT_S = 3.0
 MAX_RESTART_BACKOFF_S = 30.0
 DRAIN_EXIT_GRACE_S = 10.0
+GATEWAY_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
+RECENT_WORKERS = 4096
+"""Worker pids remembered after they ended, to recognise a signal a worker sent just before dying."""
 
 
 @dataclass
@@ -77,6 +89,7 @@ class Gateway:
     """The zygote's long-lived process (PID 1 in its container)."""
 
     def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
+        self.signals = SignalSource(GATEWAY_SIGNALS)  # first: before any thread inherits the mask
         self.settings = settings
         self.verbose = verbose
         self.instance = uuid.uuid4().hex
@@ -94,13 +107,15 @@ class Gateway:
         self.restart_backoff = 1.0
         self.draining_since: float | None = None
         self.book = StatusBook()
+        self.recent_workers: OrderedDict[int, None] = OrderedDict()
         self.context: zmq.Context[Any] = zmq.Context()
-        self.router = bind_router(self.context, settings)
+        self.endpoint = bind_server(self.context, settings)
+        self.router = self.endpoint.router
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def run(self) -> int:
-        self._install_signals()
+        osutil.become_subreaper()
         self._start_forker()
         log.info(
             "gateway.serving",
@@ -111,8 +126,9 @@ class Gateway:
         while not self._finished():
             self._poll_once()
         log.info("gateway.stopped", requests=self.book.outcomes)
-        self.router.close(linger=1000)
+        self.endpoint.close(linger_ms=1000)
         self.context.term()
+        self.signals.close()
         return 0
 
     def _finished(self) -> bool:
@@ -123,15 +139,6 @@ class Gateway:
                 _kill(forker.pid)
             return True
         return not len(self.requests) and not self.forkers
-
-    def _install_signals(self) -> None:
-        self.wakeup_r, wakeup_w = socket.socketpair()
-        self.wakeup_r.setblocking(False)
-        wakeup_w.setblocking(False)
-        self._wakeup_w = wakeup_w
-        signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
-            signal.signal(signum, _note_signal)
 
     def _start_forker(self) -> None:
         self.generation += 1
@@ -144,8 +151,8 @@ class Gateway:
     def _poll_once(self) -> None:
         poller = zmq.Poller()
         poller.register(self.router, zmq.POLLIN)
-        poller.register(self.wakeup_r.fileno(), zmq.POLLIN)
-        handlers: dict[int, Any] = {self.wakeup_r.fileno(): self._read_signals}
+        poller.register(self.signals.fileno(), zmq.POLLIN)
+        handlers: dict[int, Any] = {self.signals.fileno(): self._read_signals}
         for forker in self.forkers.values():
             poller.register(forker.sock.fileno(), zmq.POLLIN | (zmq.POLLOUT if forker.out else 0))
             handlers[forker.sock.fileno()] = forker
@@ -210,16 +217,27 @@ class Gateway:
     # --- signals and children --------------------------------------------------------------------
 
     def _read_signals(self) -> None:
-        try:
-            signums = self.wakeup_r.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        if signal.SIGTERM in signums or signal.SIGINT in signums:
-            self._begin_drain()
-        if signal.SIGHUP in signums:
-            self._reload(None)
-        if signal.SIGCHLD in signums:
+        for delivery in self.signals.read():
+            self._on_signal(delivery)
+
+    def _on_signal(self, delivery: Delivery) -> None:
+        if delivery.signum == signal.SIGCHLD:
             self._reap()
+        elif self._sent_by_descendant(delivery.sender_pid):
+            log.warning("gateway.signal_ignored", signum=delivery.signum, sender_pid=delivery.sender_pid)
+        elif delivery.signum in (signal.SIGTERM, signal.SIGINT):
+            self._begin_drain()
+        elif delivery.signum == signal.SIGHUP:
+            self._reload(None)
+
+    def _sent_by_descendant(self, pid: int) -> bool:
+        """DAG code runs as our uid and may signal us: its SIGTERM must not stop the zygote.
+
+        A sender already gone is known only if it was a worker; a short-lived stray that signals
+        and is reaped before this check is taken for an outsider (fail open, so that ``kill`` from
+        a shell, which also exits at once, still works).
+        """
+        return pid in self.recent_workers or is_descendant(pid, os.getpid())
 
     def _reap(self) -> None:
         while True:
@@ -232,7 +250,7 @@ class Gateway:
             forker = self.forkers.get(pid)
             if forker is not None:
                 log.info("forker.exited", generation=forker.generation, status=os.waitstatus_to_exitcode(status))
-                self._forker_gone(forker)
+                self._lose_forker(forker)
 
     def _begin_drain(self) -> None:
         if self.draining_since is not None:
@@ -268,7 +286,7 @@ class Gateway:
             _kill(forker.pid)
             received = None
         if received is None:
-            self._forker_gone(forker)
+            self._lose_forker(forker)
             return
         for message, fds in received:
             self._on_forker_message(forker, message, fds)
@@ -317,6 +335,20 @@ class Gateway:
             self.restart_backoff = min(self.restart_backoff * 2, MAX_RESTART_BACKOFF_S)
             log.error("forker.lost", generation=forker.generation, restart_in_s=self.restart_at - time.monotonic())
 
+    def _lose_forker(self, forker: ForkerLink) -> None:
+        """The forker died: settle its requests, then kill what its unfinished workers left behind.
+
+        The workers die with their forker (``PR_SET_PDEATHSIG``) but what they started does not, and
+        a dead forker cannot clean up. Each worker leads its own process group; a worker whose
+        ``exited`` never came has its group killed here (its pid cannot name another group while a
+        member of its own lives; the orphans are re-parented to us, the subreaper, and reaped).
+        """
+        running = [r for r in self.requests.live() if r.slot_open and r.generation == forker.generation and r.pid]
+        self._forker_gone(forker)
+        for request in running:
+            if request.exited is None and osutil.kill_group_quietly(request.pid):
+                log.warning("worker.group_killed", request_id=request.spawn.id, pgid=request.pid)
+
     def _dispatch(self) -> None:
         forker = self.current
         if forker is None or forker.state is not ForkerState.READY:
@@ -340,9 +372,17 @@ class Gateway:
             relay.close_all()
             return
         request.relay = relay
+        request.pid = started.pid
         request.state = RequestState.RUNNING
+        self._remember_worker(started.pid)
         self.book.fork_ms.add(started.fork_ms)
         self._send(request.client, replace(started, id=request.spawn.id))
+
+    def _remember_worker(self, pid: int) -> None:
+        self.recent_workers[pid] = None
+        self.recent_workers.move_to_end(pid)
+        while len(self.recent_workers) > RECENT_WORKERS:
+            self.recent_workers.popitem(last=False)
 
     def _worker_exited(self, forker: ForkerLink, exited: Exited) -> None:
         request = self.requests.by_internal(exited.id)
@@ -390,6 +430,9 @@ class Gateway:
             return
         dropped = request.relay.dropped if request.relay is not None else 0
         message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
+        note = self._kill_note(message)
+        if note and not request.replied:
+            self._send(request.client, Output(id=request.spawn.id, channel="stderr", data=note.encode()))
         if self.requests.mark_replied(request):
             self.book.finished(message)
             self._send(request.client, message)
@@ -405,6 +448,14 @@ class Gateway:
                 peak_pss=message.stats.get("peak_pss"),
                 queued_s=round(request.exited_at - request.accepted_at - message.stats.get("wall_s", 0.0), 4),
             )
+
+    def _kill_note(self, exited: Exited) -> str:
+        """A line for the per-file log when the zygote itself killed the worker (Airflow only sees -9)."""
+        if exited.outcome == "memory_limit":
+            return f"[airflow-zygote] killed: memory limit {self.settings.worker_memory_limit} MiB\n"
+        if exited.outcome == "deadline":
+            return f"[airflow-zygote] killed: zygote deadline reached after {exited.stats.get('wall_s', 0.0):.1f} s\n"
+        return ""
 
     def _reply_error(self, request: Request, code: ErrorCode, text: str) -> None:
         if self.requests.mark_replied(request):
@@ -497,6 +548,9 @@ class Gateway:
                 Error(id=spawn.id, code=ErrorCode.DUPLICATE_ID.value, message=f"request {spawn.id} is open"),
             )
             return
+        if not (math.isfinite(spawn.timeout) and spawn.timeout > 0):
+            # NaN would never expire in the forker (and spin its loop); use the zygote's ceiling.
+            spawn = replace(spawn, timeout=self.settings.worker_timeout)
         request = self.requests.accept(client, spawn, time.monotonic())
         refusal = self._refusal(spawn)
         if refusal is not None:
@@ -526,20 +580,41 @@ class Gateway:
             )
         elif isinstance(message, Credit):
             if request.relay is not None:
-                request.relay.credit += max(0, message.size)
+                request.relay.add_credit(message.size)
         elif isinstance(message, Input):
             self._input(request, message.data)
-        else:
+        elif message.signum in VALID_SIGNALS:
             self._signal(request, message.signum)
+        else:
+            # Session-level (empty id): an error with the request's id would end it for the client.
+            text = f"signal {message.signum} for request {message.id} is not a signal number; ignored"
+            self._send(client, Error(id="", code=ErrorCode.MALFORMED.value, message=text))
 
     def _input(self, request: Request, data: bytes) -> None:
-        if request.relay is None:
+        relay = request.relay
+        if relay is None:
             return
         try:
-            request.relay.add_input(data)
+            relay.add_input(data)
         except InputOverflow as exc:
             self._signal(request, signal.SIGKILL)
             self._reply_error(request, ErrorCode.OVERSIZED, str(exc))
+            return
+        if relay.held:
+            self._gate_input(request, relay)
+
+    def _gate_input(self, request: Request, relay: Relay) -> None:
+        """Let input through once its first frame asks for the file the spawn named."""
+        verdict = check_first_frame(relay.pending_input, request.spawn.path, self.roots)
+        if verdict is WAIT:
+            return
+        if verdict == "":
+            relay.release()
+            return
+        log.warning("request.input_refused", request_id=request.spawn.id, reason=verdict)
+        relay.pending_input.clear()
+        self._signal(request, signal.SIGKILL)
+        self._reply_error(request, ErrorCode.REJECTED_PATH, str(verdict))
 
     def _signal(self, request: Request, signum: int) -> None:
         if request.state is RequestState.QUEUED:
@@ -598,10 +673,6 @@ class Gateway:
     def _reply_status(self, client: bytes, request_id: str, forker_status: dict[str, Any] | None) -> None:
         status = self.book.assemble(self, forker_status)
         self._send(client, StatusReply(id=request_id, status=status))
-
-
-def _note_signal(signum: int, frame: Any) -> None:
-    """Signals only wake the loop (through the wakeup fd); the loop does the work."""
 
 
 def _kill(pid: int) -> None:

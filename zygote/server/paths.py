@@ -1,9 +1,15 @@
-"""Which files the zygote agrees to parse: only those under the allowed roots, symlinks resolved."""
+"""Which files the zygote agrees to parse: only those under the allowed roots, symlinks resolved.
+
+The checks never raise: a path the OS cannot even resolve (a NUL byte, a symlink loop, a name too
+long) is refused with the reason, because a check that raises would let the request through
+unchecked. A member of a zip archive (``/bundle/dags.zip/dag.py``) is judged by the archive's path.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -42,13 +48,49 @@ def _resolved(paths: Iterable[str]) -> tuple[Path, ...]:
 
 
 def path_refusal(path: str, roots: tuple[Path, ...]) -> str:
-    """Why ``path`` may not be parsed, or an empty string when it may."""
+    """Why the file ``path`` may not be parsed, or an empty string when it may."""
+    resolved, problem = _resolve(path)
+    if problem:
+        return problem
+    outside = _outside(path, resolved, roots)
+    if outside:
+        return outside
+    if resolved.is_file():
+        return ""
+    archive = _enclosing_zip(resolved)
+    if archive is not None and not _outside(path, archive, roots):
+        return ""
+    return f"{path!r} does not exist or is not a file"
+
+
+def directory_refusal(path: str, roots: tuple[Path, ...]) -> str:
+    """Why ``path`` may not be a bundle directory (it goes on the worker's ``sys.path``)."""
+    resolved, problem = _resolve(path)
+    return problem or _outside(path, resolved, roots)
+
+
+def _resolve(path: str) -> tuple[Path, str]:
     if not os.path.isabs(path):
-        return f"{path!r} is not an absolute path"
-    resolved = Path(path).resolve()
-    if not any(resolved == root or root in resolved.parents for root in roots):
-        shown = ", ".join(str(root) for root in roots) or "(none configured)"
-        return f"{path!r} resolves to {str(resolved)!r}, outside the allowed roots: {shown}"
-    if not resolved.is_file():
-        return f"{path!r} does not exist or is not a file"
-    return ""
+        return Path(), f"{path!r} is not an absolute path"
+    try:
+        return Path(path).resolve(), ""
+    except (OSError, ValueError, RuntimeError) as exc:
+        return Path(), f"{path!r} cannot be resolved: {exc}"
+
+
+def _outside(path: str, resolved: Path, roots: tuple[Path, ...]) -> str:
+    if any(resolved == root or root in resolved.parents for root in roots):
+        return ""
+    shown = ", ".join(str(root) for root in roots) or "(none configured)"
+    return f"{path!r} resolves to {str(resolved)!r}, outside the allowed roots: {shown}"
+
+
+def _enclosing_zip(resolved: Path) -> Path | None:
+    """The zip archive a non-existent ``resolved`` names a member of, if any."""
+    for parent in resolved.parents:
+        try:
+            if parent.is_file():
+                return parent if zipfile.is_zipfile(parent) else None
+        except OSError:
+            return None
+    return None

@@ -1,7 +1,9 @@
 """One worker's channels inside the gateway: non-blocking reads within credit, buffered input.
 
 The gateway never blocks on a worker socket: reads happen only when the poller said readable and
-the client has credit left; input waits in a bounded buffer until the socket is writable.
+the client has credit left; input waits in a bounded buffer until the socket is writable, and is
+*held* (not written at all) until the gateway checked the first frame (``parse_gate``). Credit never
+exceeds the window the gateway announced, whatever a client acknowledges.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Relay:
     sockets: dict[str, socket.socket]
     credit: int
     output_limit: int
+    window: int = 0
+    held: bool = True
     limited_bytes: int = 0
     dropped: int = 0
     marker_due: bool = False
@@ -37,7 +41,16 @@ class Relay:
         sockets = {name: socket.socket(fileno=fd) for name, fd in zip(CHANNELS, fds, strict=True)}
         for sock in sockets.values():
             sock.setblocking(False)
-        return cls(sockets, credit, output_limit)
+        return cls(sockets, credit, output_limit, window=credit)
+
+    def add_credit(self, size: int) -> None:
+        """The client delivered ``size`` bytes; never more outstanding than the window."""
+        self.credit = min(self.window, self.credit + max(0, size))
+
+    def release(self) -> None:
+        """The first frame passed the gate: from now on input flows to the worker."""
+        self.held = False
+        self.flush_input()
 
     def readable_fds(self) -> dict[int, str]:
         """Channels to poll for reading: none while the client owes us credit."""
@@ -47,7 +60,7 @@ class Relay:
 
     def wants_write(self) -> int | None:
         sock = self.sockets.get("requests")
-        return sock.fileno() if sock is not None and self.pending_input else None
+        return sock.fileno() if sock is not None and self.pending_input and not self.held else None
 
     def read(self, channel: str) -> tuple[bytes, bool]:
         """Read what is there (within credit). Returns (data to forward, still open)."""
@@ -91,6 +104,8 @@ class Relay:
         sock = self.sockets.get("requests")
         if sock is None:
             self.pending_input.clear()
+            return
+        if self.held:
             return
         while self.pending_input:
             try:

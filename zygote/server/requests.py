@@ -34,6 +34,7 @@ class Request:
     accepted_at: float
     state: RequestState = RequestState.QUEUED
     generation: int = 0
+    pid: int = 0
     relay: Relay | None = None
     exited: Exited | None = None
     exited_at: float = 0.0
