@@ -125,3 +125,5 @@ def test_status_json_reports_the_documented_fields(zygote: ZygoteProcess) -> Non
     assert {"running", "queued"} <= set(report["workers"])
     assert isinstance(report["requests"], dict)
     assert all({"state", "reason"} <= set(entry) for entry in report["preload"].values())
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert [key for key in report if f"`{key}`" not in readme] == []
