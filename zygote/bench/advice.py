@@ -15,15 +15,26 @@ rejected or has not yet verified their preload) are listed separately, with the 
 from __future__ import annotations
 
 import fnmatch
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
 from typing import Any
 
 from zygote.config import split_list
 
-ALWAYS_APPROVED_ROOTS = frozenset({"airflow"})
 DAG_MODULE_PREFIX = "unusual_prefix_"  # how Airflow names the modules of DAG files it imports
+MIN_SECONDS_PER_PASS = 0.001  # below a millisecond per pass a suggestion is noise
+
+
+@functools.cache
+def always_approved_roots() -> frozenset[str]:
+    """Airflow and every installed provider's top-level package: the zygote approves them itself."""
+    roots = {"airflow"}
+    for entry in entry_points(group="apache_airflow_provider"):
+        roots.add(entry.value.split(":")[0].split(".")[0])
+    return frozenset(r for r in roots if r)
 
 
 @dataclass(frozen=True)
@@ -46,8 +57,8 @@ def matches(module: str, pattern: str) -> bool:
 
 
 def is_approved(module: str, patterns: Sequence[str]) -> bool:
-    """Approved by the user's patterns or implicitly (Airflow and its providers)."""
-    if module.split(".", 1)[0] in ALWAYS_APPROVED_ROOTS:
+    """Approved by the user's patterns or implicitly (Airflow and installed providers, this one included)."""
+    if module.split(".", 1)[0] in always_approved_roots():
         return True
     return any(matches(module, p) for p in patterns)
 
@@ -57,7 +68,7 @@ def package_of(module: str, dag_modules: frozenset[str]) -> str | None:
     root = module.split(".", 1)[0]
     if not root or root == "__main__" or root.startswith(DAG_MODULE_PREFIX) or root in dag_modules:
         return None
-    return None if root in ALWAYS_APPROVED_ROOTS else root
+    return None if root in always_approved_roots() else root
 
 
 def per_parse_costs(
@@ -90,8 +101,9 @@ def rank(
         for key, seconds in per_parse_costs(imports, patterns, dag_modules, approved=approved).items():
             totals[key] += seconds
             counts[key] += 1
-    ordered = sorted(totals, key=lambda k: (-totals[k], k))[:limit]
     per_pass = max(passes, 1)
+    kept = [k for k in totals if totals[k] / per_pass >= MIN_SECONDS_PER_PASS]
+    ordered = sorted(kept, key=lambda k: (-totals[k], k))[:limit]
     return [Suggestion(k, totals[k], totals[k] / per_pass, counts[k]) for k in ordered]
 
 
