@@ -133,7 +133,10 @@ class Hostile:
 
         def one() -> str:
             found[:] = self.forker_pids()
-            return "" if len(found) == 1 else f"forkers {found}"
+            if len(found) == 1:
+                return ""
+            alive = self.zygote.popen.poll() is None
+            return f"forkers {found}, gateway alive: {alive}, log tail:\n{self.zygote.log_text()[-2000:]}"
 
         eventually(one, timeout, "exactly one forker")
         return found[0]
@@ -285,6 +288,7 @@ class RawLedger:
     errors: list[Error] = field(default_factory=list)
     started: dict[str, Started] = field(default_factory=dict)
     output_bytes: Counter[str] = field(default_factory=Counter)
+    exits: dict[str, Exited] = field(default_factory=dict)
     credit: bool = True
     barriers: int = 0
 
@@ -295,6 +299,7 @@ class RawLedger:
     def record(self, message: Message) -> Message:
         if isinstance(message, Exited):
             self.terminals[message.id] += 1
+            self.exits[message.id] = message
         elif isinstance(message, Error):
             self.errors.append(message)
             if message.id and message.code not in NOT_TERMINAL:
