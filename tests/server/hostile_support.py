@@ -205,12 +205,13 @@ def hostile_zygote(log_dir: Path, name: str, **extra_env: str) -> Iterator[Hosti
     env = {**os.environ, "AIRFLOW__ZYGOTE__SOCKET": socket_endpoint(), MARK_VARIABLE: mark}
     canary = write(dags, "canary.py", simple_dag(f"canary_hostile_{name.replace('-', '_')}"))
     zygote = ZygoteProcess.start(env, log_dir / f"zygote-{name}.log", {k: str(v) for k, v in extra_env.items()})
+    hostile = Hostile(zygote, dags, mark, canary)
     try:
-        hostile = Hostile(zygote, dags, mark, canary)
         hostile.canary()  # warms lazy preloads, so the baselines taken later are stable
         yield hostile
     finally:
         zygote.stop()
+        hostile.zygote.stop()  # a test may have replaced it (a restarted zygote)
 
 
 def _is_forker(process: psutil.Process) -> bool:
