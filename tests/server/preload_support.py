@@ -39,14 +39,19 @@ def zygote_env(**zygote_options: str) -> dict[str, str]:
 
 
 def config_file_with(target: Path, **zygote_options: str) -> Path:
-    """A copy of this session's airflow.cfg with ``[zygote]`` options set (for AIRFLOW_CONFIG)."""
+    """A copy of this session's airflow.cfg with ``[zygote]`` options set (for AIRFLOW_CONFIG).
+
+    The session's file exists once ``airflow db migrate`` ran (the ``migrated_db`` fixture).
+    """
     from airflow.configuration import AIRFLOW_CONFIG
 
-    text = Path(AIRFLOW_CONFIG).read_text()
+    head, marker, rest = Path(AIRFLOW_CONFIG).read_text().partition("\n[zygote]\n")
+    assert marker, f"no [zygote] section in {AIRFLOW_CONFIG}"
+    section, next_header, tail = rest.partition("\n[")
     for name, value in zygote_options.items():
-        text, count = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value}", text, count=1)
-        assert count == 1, f"{name} is not in {AIRFLOW_CONFIG}"
-    target.write_text(text)
+        section, count = re.subn(rf"(?m)^{name} = .*$", f"{name} = {value}", section, count=1)
+        assert count == 1, f"[zygote] {name} is not in {AIRFLOW_CONFIG}"
+    target.write_text(head + marker + section + next_header + tail)
     return target
 
 
@@ -57,9 +62,14 @@ def importing_dag(dags: Path, dag_id: str, *modules: str, body: str = "") -> Pat
 
 
 def gated_body(gate: Path) -> str:
-    """DAG-file code that blocks (at most 120 s) until ``gate`` exists: keeps a worker busy on cue."""
+    """DAG-file code that blocks (at most 120 s) until ``gate`` exists: keeps a worker busy on cue.
+
+    It cancels the alarm behind Airflow's ``dagbag_import_timeout`` (30 s), which a reload on a
+    busy machine can outlast.
+    """
     return (
-        "import os, time\n"
+        "import os, signal, time\n"
+        "signal.setitimer(signal.ITIMER_REAL, 0)\n"
         "_until = time.monotonic() + 120\n"
         f"while not os.path.exists({str(gate)!r}) and time.monotonic() < _until:\n"
         "    time.sleep(0.01)\n"
@@ -133,9 +143,10 @@ class ParseStream:
     driver: ParseDriver
     connection: Any
     path: Path
-    width: int = 3
+    width: int = 2
     running: list[Any] = field(default_factory=list)
     done: list[Parsed] = field(default_factory=list)
+    started: int = 0
 
     def pump(self) -> None:
         """Finish the parses that are done and start new ones up to ``width``."""
@@ -149,6 +160,7 @@ class ParseStream:
     def start(self, path: Path) -> Any:
         proc = self.driver.start_zygote(self.connection, path, path.parent)
         self.running.append(proc)
+        self.started += 1
         return proc
 
     def pump_until(self, condition: Any, timeout: float, what: str) -> None:
@@ -159,9 +171,21 @@ class ParseStream:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             self.pump()
 
-    def finish_all(self, timeout: float = 60.0) -> None:
-        while self.running:
-            proc = self.running.pop(0)
+    def served_by(self, generation: int) -> list[Parsed]:
+        return [parsed for parsed in self.done if parsed.entry.stats.get("generation") == generation]
+
+    def serve_until(self, condition: Any, timeout: float, what: str) -> None:
+        """Serve the running parses (answer their workers), starting none, until ``condition()``."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            self.driver.service(0.02)
+
+    def finish_all(self, timeout: float = 60.0, but: Any = None) -> None:
+        """Finish every running parse (except ``but``), starting none."""
+        for proc in [p for p in self.running if p is not but]:
+            self.running.remove(proc)
             self.done.append(self._finish(proc, timeout))
 
     def _finish(self, proc: Any, timeout: float = 60.0) -> Parsed:

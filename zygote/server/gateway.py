@@ -13,6 +13,7 @@ child that ends; when a forker dies, it kills the process groups of that forker'
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import math
 import os
@@ -320,6 +321,17 @@ class Gateway:
     def _forker_gone(self, forker: ForkerLink) -> None:
         if forker.state is ForkerState.GONE:
             return
+        # A draining forker sends its last ``exited`` and exits at once: SIGCHLD can be handled
+        # before that message was read, and it must still count (else the request is lost).
+        with contextlib.suppress(ProtocolError):
+            while received := forker.receive():
+                for message, fds in received:
+                    self._on_forker_message(forker, message, fds)
+        if forker.state is ForkerState.STARTING and self.current is not None:
+            why = f"forker generation {forker.generation} died while starting; generation {self.current.generation} serves"
+            for client, request_id in self.pending_reloads:
+                self._send(client, Error(id=request_id, code=ErrorCode.INTERNAL.value, message=why))
+            self.pending_reloads.clear()
         was_serving = forker.state in (ForkerState.STARTING, ForkerState.READY)
         forker.close()
         self.forkers.pop(forker.pid, None)
