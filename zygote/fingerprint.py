@@ -12,7 +12,16 @@ import json
 import platform
 from typing import Any
 
-PARSE_SECTIONS = ("core", "dag_processor", "secrets", "operators")
+PARSE_SECTIONS = ("core", "secrets", "operators")
+"""Sections read by parse code; compared whole, less :data:`IGNORED`."""
+
+PARSE_OPTIONS = (
+    ("dag_processor", "dag_version_inflation_check_level"),
+    ("dag_processor", "dag_bundle_config_list"),
+    ("dag_processor", "dag_bundle_storage_path"),
+)
+"""The few ``[dag_processor]`` options a parse child reads; the rest schedule files in the manager."""
+
 IGNORED = frozenset(
     {
         ("core", "fernet_key"),
@@ -21,9 +30,6 @@ IGNORED = frozenset(
         ("core", "executor"),
         ("core", "parallelism"),
         ("core", "sql_alchemy_conn"),
-        ("dag_processor", "parsing_processes"),
-        ("dag_processor", "stale_dag_threshold"),
-        ("dag_processor", "print_stats_interval"),
     }
 )
 
@@ -44,12 +50,17 @@ def config_fingerprint() -> dict[str, str]:
     """``section.option`` -> short hash of its effective value, for :data:`PARSE_SECTIONS`."""
     from airflow.configuration import conf
 
-    fingerprint: dict[str, str] = {}
-    for section in PARSE_SECTIONS:
-        for option, value in sorted((conf.getsection(section) or {}).items()):
-            if (section, option) not in IGNORED:
-                fingerprint[f"{section}.{option}"] = hashlib.sha256(_canonical(value).encode()).hexdigest()[:16]
-    return fingerprint
+    values = {
+        (section, option): value
+        for section in PARSE_SECTIONS
+        for option, value in (conf.getsection(section) or {}).items()
+        if (section, option) not in IGNORED
+    }
+    values.update({(section, option): conf.get(section, option, fallback="") for section, option in PARSE_OPTIONS})
+    return {
+        f"{section}.{option}": hashlib.sha256(_canonical(value).encode()).hexdigest()[:16]
+        for (section, option), value in sorted(values.items())
+    }
 
 
 def _canonical(value: object) -> str:

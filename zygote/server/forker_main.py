@@ -12,9 +12,21 @@ import socket
 import sys
 
 
+SINGLE_THREADED_NATIVE_POOLS = (
+    "OPENBLAS_NUM_THREADS",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "GOTO_NUM_THREADS",
+)
+"""Native thread pools that numpy/pandas & co. start at import unless told to use one thread."""
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     _clean_sys_path()
+    _single_threaded_native_pools()
     from zygote.config import load_settings
     from zygote.logs import configure_logging
     from zygote.server.forker import Forker
@@ -38,6 +50,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--generation", type=int, required=True)
     parser.add_argument("--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def _single_threaded_native_pools() -> None:
+    """Without this, importing numpy starts OpenBLAS threads: the forker could never preload it.
+
+    A parse does not need parallel BLAS; an operator who sets these variables keeps their value
+    (and their threads, which then make the probe reject such modules).
+    """
+    for name in SINGLE_THREADED_NATIVE_POOLS:
+        os.environ.setdefault(name, "1")
 
 
 def _clean_sys_path() -> None:
