@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from preload_support import (
     Parsed,
@@ -27,7 +28,14 @@ from zygote_harness import ParseDriver, ZygoteProcess
 
 pytestmark = pytest.mark.e2e
 
-APPROVED = "zt_slow, zt_thread, zt_socket, zt_raises, zt_forker_fails, zt_eager"
+APPROVED = "zt_slow, zt_thread, zt_socket, zt_gc, zt_child, zt_raises, zt_forker_fails, zt_eager"
+UNSAFE = {
+    "zt_thread": "left 1 thread(s) running",
+    "zt_socket": "file descriptor(s) open: socket:[",
+    "zt_gc": "changed the garbage collector's settings",
+    "zt_child": "started 1 child process(es)",
+}
+"""Libraries that leave something behind at import, and the reason each must be rejected with."""
 SLOW_IMPORT_S = 0.4
 """What ``zt_slow`` sleeps at import."""
 
@@ -100,27 +108,26 @@ def test_slow_library_is_loaded_after_one_parse_and_not_paid_again(
     assert "zt_slow.helpers" not in second.imports
 
 
-def test_thread_and_socket_libraries_are_rejected_once(
+def test_libraries_that_leave_something_behind_are_rejected_once(
     zygote: ZygoteProcess, lib_dags: Path, driver: ParseDriver, connection: Any
 ) -> None:
-    path = importing_dag(lib_dags, "threads_and_sockets", "zt_thread", "zt_socket")
-    parsed_ok(parse(driver, connection, path), "threads_and_sockets")
+    path = importing_dag(lib_dags, "unsafe_imports", *UNSAFE)
+    parsed_ok(parse(driver, connection, path), "unsafe_imports")
 
-    thread = wait_for_state(zygote, "zt_thread", {"loaded", "rejected"})
-    socket = wait_for_state(zygote, "zt_socket", {"loaded", "rejected"})
-    assert thread["state"] == "rejected"
-    assert "thread" in thread["reason"]
-    assert socket["state"] == "rejected"
-    assert "socket:[" in socket["reason"]
-    assert zygote.status()["forker"]["threads"] == 1
+    records = {name: wait_for_state(zygote, name, {"loaded", "rejected"}) for name in UNSAFE}
+    for name, reason in UNSAFE.items():
+        assert records[name]["state"] == "rejected", (name, records[name])
+        assert reason in records[name]["reason"], (name, records[name])
+    forker = zygote.status()["forker"]
+    assert forker["threads"] == 1
+    assert not psutil.Process(forker["pid"]).children()  # the probe took its child process along
 
-    again = parsed_ok(parse(driver, connection, path), "threads_and_sockets")
-    assert {"zt_thread", "zt_socket"} <= set(again.imports)  # workers keep importing them
+    again = parsed_ok(parse(driver, connection, path), "unsafe_imports")
+    assert set(UNSAFE) <= set(again.imports)  # workers keep importing them
     # The forker reads a worker's report before its ``exited``: a retry would be under way now.
     preload = preload_of(zygote)
-    assert (preload["zt_thread"], preload["zt_socket"]) == (thread, socket)
-    assert probes_started_with(zygote, "zt_thread") == 1
-    assert probes_started_with(zygote, "zt_socket") == 1
+    assert {name: preload[name] for name in UNSAFE} == records
+    assert [probes_started_with(zygote, name) for name in UNSAFE] == [1] * len(UNSAFE)
 
 
 def test_library_failing_in_the_forker_is_rejected_and_the_forker_stays_healthy(
@@ -132,6 +139,7 @@ def test_library_failing_in_the_forker_is_rejected_and_the_forker_stays_healthy(
     record = wait_for_state(zygote, "zt_forker_fails", {"loaded", "rejected"})
     assert record["state"] == "rejected"
     assert "import failed in the forker: RuntimeError: zt_forker_fails" in record["reason"]
+    assert "zt_forker_fails.py:" in record["reason"]  # where it was raised
     status = zygote.status()
     assert status["healthy"]
     assert status["forker"]["threads"] == 1

@@ -19,6 +19,7 @@ import gc
 import importlib
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -210,8 +211,12 @@ class Preloader:
 
 
 def _summary(exc: BaseException) -> str:
-    lines = traceback.format_exception_only(type(exc), exc)
-    return "".join(lines).strip()[-2000:]
+    """The exception and where it was raised, e.g. ``RuntimeError: no (at /x/lib.py:12)``."""
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
+    return text[-2000:]
 
 
 # --- the probe child ------------------------------------------------------------------------------
@@ -219,20 +224,29 @@ def _summary(exc: BaseException) -> str:
 
 def run_probe(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> NoReturn:
     """In a forked child: import ``modules`` one by one, reporting a verdict for each."""
+    exit_code = 0
     try:
-        osutil.close_fds_except({0, 1, 2, report.fileno()})
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        os.close(devnull)
+        _isolate_probe(report)
         for name in modules:
             verdict = _probe_one(name, bounds)
             report.sendall(frame(verdict))
             if not verdict.ok and not verdict.reason.startswith("import failed"):
                 break
     except BaseException:
-        os._exit(1)
-    os._exit(0)
+        exit_code = 1
+    for pid in osutil.child_pids(os.getpid()):  # what a rejected import started dies with the probe
+        osutil.kill_quietly(pid)
+    os._exit(exit_code)
+
+
+def _isolate_probe(report: socket.socket) -> None:
+    """Die with the forker, keep only the report socket, silence stdio."""
+    osutil.set_parent_death_signal(signal.SIGKILL)
+    osutil.close_fds_except({0, 1, 2, report.fileno()})
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _probe_one(name: str, bounds: ProbeBounds) -> ProbeReport:
