@@ -186,7 +186,7 @@ OPTIONS: tuple[Option, ...] = (
         "Directories whose files the zygote parses (after resolving symlinks). Empty: the DAG bundle "
         "roots and ``[dag_processor] dag_bundle_storage_path``.",
     ),
-    Option("memory_sample_interval", "float", "0.05", "0.2", "Seconds between samples of each worker's USS/PSS."),
+    Option("memory_sample_interval", "float", "0.1", "0.2", "Seconds between samples of each worker's USS/PSS."),
 )
 
 
@@ -240,7 +240,7 @@ class Settings:
     drain_timeout: float = 60.0
     fallback: str = "local"
     allowed_roots: tuple[str, ...] = field(default=())
-    memory_sample_interval: float = 0.05
+    memory_sample_interval: float = 0.1
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})

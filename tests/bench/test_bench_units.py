@@ -34,10 +34,11 @@ from zygote.bench.results import (
 )
 from zygote.bench.runner import merge_peaks, side_order
 from zygote.bench.sampler import Peak, Sample, TreeSampler, summarize_samples
-from zygote.bench.stock import GcClock, child_record
+from zygote.bench.stock import child_record
 from zygote.bench.targets import TARGETS, breakeven, check_targets, crossing
 from zygote.bench.zygote_server import ipc_path, parse_status
 from zygote.bench.zygote_side import ledger_record, normalized_outcome
+from zygote.server.import_timer import GcTimer
 
 README = Path(__file__).resolve().parents[2] / "zygote" / "bench" / "README_BENCH.md"
 MIB = 1024 * 1024
@@ -392,7 +393,7 @@ def test_bench_stock_child_record(tmp_path: Path) -> None:
 
 
 def test_bench_gc_clock_measures_collections() -> None:
-    clock = GcClock()
+    clock = GcTimer()
     gc.callbacks.append(clock)
     try:
         gc.collect()

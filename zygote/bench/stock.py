@@ -21,36 +21,17 @@ import structlog
 
 from zygote.bench.corpus import category_of
 from zygote.bench.results import ChildRecord, read_json_dict
+from zygote.server.import_timer import GcTimer
 
 log = structlog.get_logger(__name__)
-
-
-class GcClock:
-    """``gc.callbacks`` hook summing collection time, and gen-2 time separately (the costly kind)."""
-
-    def __init__(self) -> None:
-        self.seconds = 0.0
-        self.gen2_seconds = 0.0
-        self.collections = 0
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-            return
-        elapsed = time.perf_counter() - self._started
-        self.seconds += elapsed
-        self.collections += 1
-        if info.get("generation") == 2:
-            self.gen2_seconds += elapsed
 
 
 def measured_entrypoint(path: str, child_dir: str) -> None:
     """Target of a stock parse child: Airflow's entrypoint, timed, then a report file."""
     from airflow.dag_processing.processor import _parse_file_entrypoint
 
-    clock = GcClock()
-    gc.callbacks.append(clock)
+    clock = GcTimer()  # the same clock the zygote's workers use
+    clock.install()
     began = time.perf_counter()
     outcome = "error"
     try:
@@ -61,7 +42,7 @@ def measured_entrypoint(path: str, child_dir: str) -> None:
         _write_child_report(Path(child_dir), path, outcome, time.perf_counter() - began, clock)
 
 
-def _write_child_report(child_dir: Path, path: str, outcome: str, wall_s: float, clock: GcClock) -> None:
+def _write_child_report(child_dir: Path, path: str, outcome: str, wall_s: float, clock: GcTimer) -> None:
     """Dump this child's figures; never raise, the parse result matters more than the measurement."""
     try:
         import psutil

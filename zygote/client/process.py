@@ -57,17 +57,7 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
             channels.close_all()
             connection.ledger.close(request_id, exc.outcome, detail=exc.detail)
             raise
-        proc = cls(
-            pid=started.pid,
-            stdin=channels.parent["requests"],
-            process=tracker,
-            process_log=logger,
-            start_time=time.monotonic(),
-            bundle_name=bundle_name,
-            **constructor_kwargs,
-        )
-        parent = channels.parent
-        proc._register_pipe_readers(parent["stdout"], parent["stderr"], parent["requests"], parent["logs"], data={})
+        proc = cls._assemble(started.pid, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
         proc.had_callbacks = bool(callbacks)
         proc._on_child_started(callbacks, path, bundle_path, bundle_name)
         return proc
@@ -82,13 +72,19 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         logger.error("Parse not started: the zygote is unavailable and [zygote] fallback is 'fail'", reason=reason)
         tracker.publish_exit(1)
         channels.close_children()
+        return cls._assemble(0, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
+
+    @classmethod
+    def _assemble(
+        cls, pid: int, channels: LocalChannels, tracker: RemoteTracker, logger: Any, **constructor_kwargs: Any
+    ) -> ZygoteDagFileProcessorProcess:
+        """What ``WatchedSubprocess.start`` does in the parent after ``fork()``, minus the fork."""
         proc = cls(
-            pid=0,
+            pid=pid,
             stdin=channels.parent["requests"],
             process=tracker,
             process_log=logger,
             start_time=time.monotonic(),
-            bundle_name=bundle_name,
             **constructor_kwargs,
         )
         parent = channels.parent
