@@ -83,7 +83,7 @@ def _secure_and_bind(
         _prepare_ipc(path, settings.socket_group)
         router.zap_domain = IPC_ZAP_DOMAIN  # makes libzmq ask the ZAP handler about NULL peers too
         router.bind(settings.socket)
-        os.chmod(path, 0o660 if settings.socket_group else 0o600)
+        _restrict(path, 0o660 if settings.socket_group else 0o600, settings.socket_group)
         return
     allowed = {key.encode() for key in settings.curve_allowed_clients}
     gatekeeper.configure_curve_callback("*", credentials_provider=_AllowList(allowed))
@@ -112,15 +112,20 @@ def connect_dealer(context: zmq.Context[Any], settings: Settings, identity: byte
 def _prepare_ipc(path: Path, group: str) -> None:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    os.chmod(directory, 0o750 if group else 0o700)
-    if group:
-        os.chown(directory, -1, grp.getgrnam(group).gr_gid)
+    _restrict(directory, 0o750 if group else 0o700, group)
     if path.exists() or path.is_symlink():
         if not stat.S_ISSOCK(path.lstat().st_mode):
             raise EndpointError(f"{path} exists and is not a socket; refusing to replace it")
         if _someone_listens(path):
             raise EndpointError(f"another zygote is already serving on {path}")
         path.unlink()
+
+
+def _restrict(path: Path, mode: int, group: str) -> None:
+    """Owner-only, or also ``group``'s: the socket needs the group too, not only its directory."""
+    os.chmod(path, mode)
+    if group:
+        os.chown(path, -1, grp.getgrnam(group).gr_gid)
 
 
 def _someone_listens(path: Path) -> bool:

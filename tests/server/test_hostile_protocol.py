@@ -7,13 +7,18 @@ request id the scenario sent got exactly one terminal reply.
 
 from __future__ import annotations
 
+import itertools
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import gateway_fuzz
 import msgpack
 import pytest
 from hostile_support import Hostile, HostileClient, RawLedger, hostile_zygote, parse_request_frame
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from zygote_harness import pid_alive, spawn_message, wait_for
 
 from protocol import (
@@ -22,10 +27,14 @@ from protocol import (
     Error,
     Heartbeat,
     Input,
+    ProtocolError,
     Signal,
+    Spawn,
     Started,
     StatusReply,
     StatusRequest,
+    Welcome,
+    decode,
     encode,
 )
 
@@ -247,3 +256,82 @@ def test_every_way_of_ending_a_request_is_counted_once(hostile: Hostile, client:
     assert after.get("killed", 0) == before.get("killed", 0) + 1
     assert after.get("rejected_path", 0) == before.get("rejected_path", 0) + 1
     hostile.assert_recovered(base)
+
+
+# --- fuzzing ---------------------------------------------------------------------------------------
+
+FUZZ_ROOT = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "hostile-protocol"
+_fuzz_ids = itertools.count(1)
+
+
+def test_gateway_fuzz(hostile: Hostile, client: HostileClient) -> None:
+    """Random and mutated frames through the real ROUTER; real workers get hostile first frames.
+
+    After every example the session still answers (a status barrier) and each spawn of a real file
+    got exactly one terminal reply; after all of them the zygote passes the usual checks and never
+    logged an internal error.
+    """
+    assert hostile.dags == FUZZ_ROOT
+    base = hostile.baseline()
+
+    @settings(
+        max_examples=120,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(program=st.lists(gateway_fuzz.steps(FUZZ_ROOT), min_size=1, max_size=4))
+    def fuzz(program: list[tuple[str, list[bytes]]]) -> None:
+        _run_program(hostile, client, program)
+
+    fuzz()
+    hostile.assert_recovered(base)
+
+
+def _run_program(hostile: Hostile, client: HostileClient, program: list[tuple[str, list[bytes]]]) -> None:
+    ledger = RawLedger(client)
+    workers: list[tuple[str, list[bytes]]] = []
+    for kind, parts in program:
+        if kind == "raw":
+            client.send_raw(*parts)
+            continue
+        request_id = f"fz-{next(_fuzz_ids)}"
+        ledger.spawn(request_id, hostile.canary_path, timeout=5.0)
+        workers.append((request_id, parts))
+    for request_id, chunks in workers:
+        ledger.pump_until(
+            lambda rid=request_id: rid in ledger.started or ledger.terminals[rid] > 0, 30, f"{request_id} to start"
+        )
+        for chunk in chunks:
+            client.send(Input(id=request_id, data=chunk))
+        client.send(Signal(id=request_id, signum=signal.SIGKILL))
+    ledger.assert_balanced()
+
+
+def test_saved_gateway_corpus_replays(hostile: Hostile, client: HostileClient) -> None:
+    """Every saved case: the session answers after it, a stranger gets one reply, spawns end once."""
+    cases = sorted(gateway_fuzz.CORPUS_DIR.glob("*.msgpack"))
+    assert len(cases) >= 40
+    base = hostile.baseline()
+    ledger = RawLedger(client)
+    spawns = 0
+    for case in cases:
+        parts = gateway_fuzz.read_case(case)
+        client.send_raw(*parts)
+        ledger.barrier()
+        spawns += len(parts) == 1 and _decodes_to(parts[0], Spawn)
+        stranger = HostileClient(hostile.endpoint, "corpus")
+        stranger.send_raw(*parts)
+        reply = stranger.recv(10)
+        stranger.close()
+        assert isinstance(reply, Error | Welcome), (case.name, reply)
+    assert ledger.terminals["fz"] == spawns, ledger.terminals
+    assert all(e.code == "rejected_path" for e in ledger.errors if e.id == "fz")
+    hostile.assert_recovered(base)
+
+
+def _decodes_to(data: bytes, kind: type) -> bool:
+    try:
+        return isinstance(decode(data), kind)
+    except ProtocolError:
+        return False

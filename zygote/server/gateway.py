@@ -36,6 +36,7 @@ from protocol import (
     Heartbeat,
     Hello,
     Input,
+    LocalProtocolError,
     Message,
     Output,
     ProtocolError,
@@ -50,6 +51,7 @@ from protocol import (
     decode,
     encode,
 )
+from protocol.limits import MAX_STR
 from zygote.config import Settings, load_settings
 from zygote.endpoint import bind_server
 from zygote.fingerprint import config_fingerprint, config_mismatch, version_mismatch, versions
@@ -660,8 +662,11 @@ class Gateway:
                 self._signal(request, signal.SIGKILL)
 
     def _send(self, client: bytes, message: Message) -> None:
+        data = _encode_reply(message)
+        if data is None:
+            return
         try:
-            self.router.send_multipart([client, encode(message)], zmq.NOBLOCK)
+            self.router.send_multipart([client, data], zmq.NOBLOCK)
         except zmq.ZMQError as exc:
             if exc.errno == errno.EHOSTUNREACH:
                 self._client_gone(client, "unreachable")
@@ -685,6 +690,33 @@ class Gateway:
     def _reply_status(self, client: bytes, request_id: str, forker_status: dict[str, Any] | None) -> None:
         status = self.book.assemble(self, forker_status)
         self._send(client, StatusReply(id=request_id, status=status))
+
+
+def _encode_reply(message: Message) -> bytes | None:
+    """Encode for a client; an error text quoting client input is clipped to the ``str`` limit.
+
+    A reply the codec refuses would otherwise be lost after its request was marked replied: a
+    terminal reply becomes an ``internal`` error for its id instead, anything else is dropped.
+    """
+    if isinstance(message, Error):
+        message = replace(message, message=_clip(message.message))
+    try:
+        return encode(message)
+    except LocalProtocolError as exc:
+        log.error("client.reply_unencodable", type=message.TYPE, error=str(exc)[:500])
+    request_id = getattr(message, "id", "")
+    if isinstance(message, Exited | Error) and request_id:
+        return encode(
+            Error(id=request_id, code=ErrorCode.INTERNAL.value, message="the zygote could not encode its reply")
+        )
+    return None
+
+
+def _clip(text: str) -> str:
+    raw = text.encode()
+    if len(raw) <= MAX_STR:
+        return text
+    return raw[: MAX_STR - 16].decode(errors="ignore") + " [truncated]"
 
 
 def _kill(pid: int) -> None:

@@ -60,7 +60,7 @@ def path_refusal(path: str, roots: tuple[Path, ...]) -> str:
     archive = _enclosing_zip(resolved)
     if archive is not None and not _outside(path, archive, roots):
         return ""
-    return f"{path!r} does not exist or is not a file"
+    return f"{_shown(path)} does not exist or is not a file"
 
 
 def directory_refusal(path: str, roots: tuple[Path, ...]) -> str:
@@ -71,18 +71,18 @@ def directory_refusal(path: str, roots: tuple[Path, ...]) -> str:
 
 def _resolve(path: str) -> tuple[Path, str]:
     if not os.path.isabs(path):
-        return Path(), f"{path!r} is not an absolute path"
+        return Path(), f"{_shown(path)} is not an absolute path"
     try:
         return Path(path).resolve(), ""
     except (OSError, ValueError, RuntimeError) as exc:
-        return Path(), f"{path!r} cannot be resolved: {exc}"
+        return Path(), f"{_shown(path)} cannot be resolved: {str(exc)[:200]}"
 
 
 def _outside(path: str, resolved: Path, roots: tuple[Path, ...]) -> str:
     if any(resolved == root or root in resolved.parents for root in roots):
         return ""
     shown = ", ".join(str(root) for root in roots) or "(none configured)"
-    return f"{path!r} resolves to {str(resolved)!r}, outside the allowed roots: {shown}"
+    return f"{_shown(path)} resolves to {_shown(str(resolved))}, outside the allowed roots: {shown}"
 
 
 def _enclosing_zip(resolved: Path) -> Path | None:
@@ -94,3 +94,8 @@ def _enclosing_zip(resolved: Path) -> Path | None:
         except OSError:
             return None
     return None
+
+
+def _shown(path: str, limit: int = 512) -> str:
+    """A path for an error message: quoted, and cut if a client sent something huge."""
+    return repr(path) if len(path) <= limit else repr(path[:limit]) + f"... ({len(path)} characters)"
