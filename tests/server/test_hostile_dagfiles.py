@@ -240,3 +240,20 @@ def test_nan_timeout_still_gets_the_zygote_deadline(hostile: Hostile) -> None:
     ledger.assert_balanced()
     client.close()
     hostile.assert_recovered(base)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the forker drains on SIGTERM from anyone, so DAG code can stop it (proposed: the forker "
+    "ignores SIGTERM; the gateway drains it over its link; see the issue-8 report)",
+)
+def test_dag_code_cannot_make_the_forker_drain(hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
+    forker = hostile.forker_pid()
+    body = "os.kill(os.getppid(), signal.SIGTERM)\n"
+    parsed = _parse(driver, conn, hostile, write(hostile.dags, "drains.py", MARKER + body))
+    assert parsed.exit_code == 0
+    try:
+        hostile.canary()  # refused with fork_refused while the forker drains
+        assert hostile.forker_pids() == [forker]
+    finally:
+        hostile.forker_pid(60)  # a drained forker is replaced: later tests get a serving zygote
