@@ -104,11 +104,17 @@ def zygote_factory(tmp_path: Path) -> Iterator[Any]:
         process.stop()
 
 
-@pytest.fixture
-def zygote(zygote_factory: Any, inproc_env: dict[str, str]) -> ZygoteProcess:
-    """A running zygote sharing this process's config."""
-    process: ZygoteProcess = zygote_factory(inproc_env)
-    return process
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZygoteProcess]:
+    """A running zygote sharing this process's config, shared by a module's tests (start-up costs
+    seconds); tests that stop it or need other settings start their own with ``zygote_factory``."""
+    env = os.environ.copy()
+    env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
+    process = ZygoteProcess.start(env, tmp_path_factory.mktemp("zygote") / "zygote.log")
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
