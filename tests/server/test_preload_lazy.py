@@ -28,7 +28,11 @@ from zygote_harness import ParseDriver, ZygoteProcess
 
 pytestmark = pytest.mark.e2e
 
-APPROVED = "zt_slow, zt_thread, zt_socket, zt_gc, zt_child, zt_raises, zt_forker_fails, zt_eager"
+APPROVED = (
+    "zt_slow, zt_thread, zt_socket, zt_gc, zt_child, zt_raises, zt_forker_fails, zt_half_imported, zt_eager, "
+    "zt_never_imported"
+)
+"""In this order the probe at start imports zt_half_imported before zt_eager (configured order)."""
 UNSAFE = {
     "zt_thread": "left 1 thread(s) running",
     "zt_socket": "file descriptor(s) open: socket:[",
@@ -54,7 +58,7 @@ def state_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def zygote(tmp_path_factory: pytest.TempPathFactory, state_file: Path, migrated_db: Path) -> Iterator[ZygoteProcess]:
     env = zygote_env(
         approved_modules=APPROVED,
-        preload_modules="zt_eager, zt_raises",
+        preload_modules="zt_eager, zt_raises, zt_half_imported",
         preload_state_file=str(state_file),
     )
     process = ZygoteProcess.start(env, tmp_path_factory.mktemp("preload-zygote") / "zygote.log")
@@ -81,7 +85,12 @@ def test_eager_preloads_are_verified_at_start(zygote: ZygoteProcess) -> None:
     assert preload["zt_eager"]["import_s"] >= 0.04
     assert preload["zt_raises"]["state"] == "rejected"
     assert "RuntimeError: zt_raises refuses to be imported" in preload["zt_raises"]["reason"]
-    assert preload["zt_thread"]["state"] == "not_seen"
+    assert preload["zt_never_imported"]["state"] == "not_seen"
+    # A failed import that left a thread behind is rejected for both, and does not taint the
+    # verdict on the next module probed in the same child.
+    assert preload["zt_half_imported"]["state"] == "rejected"
+    assert "ImportError: zt_half_imported gave up half way" in preload["zt_half_imported"]["reason"]
+    assert "thread" in preload["zt_half_imported"]["reason"]
     # Airflow's own lazy imports, learned from the warm-up parse, are in the frozen heap.
     assert preload["airflow.providers.standard.operators.bash"]["state"] == "loaded"
 

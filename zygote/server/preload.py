@@ -5,10 +5,11 @@ become PENDING. A throwaway **probe** child (forked from the forker, so it start
 state) imports the pending modules in the order a worker imported them and, after each one,
 checks that the process still has one thread, no new fd, no child process, and the same GC
 settings, and that the import stayed within time and memory bounds. It reports a verdict per
-module and stops at the first safety violation (the process is tainted from there on); an
-ImportError is a rejection of that module only. Modules that passed are then imported in the
-forker itself, followed by ``gc.collect()`` and ``gc.freeze()``. Rejections are final for this
-generation and kept with their reason for ``status``.
+module and stops at the first safety violation (the process is tainted from there on), also
+when the import that left something behind failed; a clean failed import is a rejection of that
+module only. What a rejected import started dies with the probe. Modules that passed are then
+imported in the forker itself, followed by ``gc.collect()`` and ``gc.freeze()``. Rejections are
+final for this generation and kept with their reason for ``status``.
 """
 
 from __future__ import annotations
@@ -228,9 +229,9 @@ def run_probe(modules: list[str], report: socket.socket, bounds: ProbeBounds) ->
     try:
         _isolate_probe(report)
         for name in modules:
-            verdict = _probe_one(name, bounds)
+            verdict, clean = _probe_one(name, bounds)
             report.sendall(frame(verdict))
-            if not verdict.ok and not verdict.reason.startswith("import failed"):
+            if not clean:
                 break
     except BaseException:
         exit_code = 1
@@ -249,21 +250,27 @@ def _isolate_probe(report: socket.socket) -> None:
     os.close(devnull)
 
 
-def _probe_one(name: str, bounds: ProbeBounds) -> ProbeReport:
+def _probe_one(name: str, bounds: ProbeBounds) -> tuple[ProbeReport, bool]:
+    """The verdict on ``name``, and whether this process is still clean enough to probe another.
+
+    A failed import is checked like a successful one: it may have started a thread or opened a
+    socket before it raised, which the next module's verdict must not be blamed for.
+    """
     fds_before = osutil.open_fds()
     gc_before = (gc.isenabled(), gc.get_threshold())
     rss_before = osutil.rss_bytes()
     start = time.perf_counter()
+    failure = ""
     try:
         importlib.import_module(name)
     except BaseException as exc:
-        return ProbeReport(
-            module=name, ok=False, reason="import failed: " + _summary(exc), import_s=0.0, memory_delta=0
-        )
+        failure = "import failed: " + _summary(exc)
     elapsed = time.perf_counter() - start
     delta = osutil.rss_bytes() - rss_before
-    reason = _violation(fds_before, gc_before, delta, elapsed, bounds)
-    return ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
+    violation = _violation(fds_before, gc_before, delta, elapsed, bounds)
+    reason = "; ".join(part for part in (failure, violation) if part)
+    report = ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
+    return report, not violation
 
 
 def _violation(
