@@ -1,7 +1,7 @@
 """DAG files that misbehave at parse time: each ends in one recorded outcome and the zygote keeps serving.
 
 One zygote for the module, with small limits so the runaway cases end fast: a 4 s wall-time ceiling,
-300 MiB of USS, 64 KiB of relayed stdout+stderr. The client side is Airflow's own
+2 s of CPU, 256 open files, 300 MiB of USS, 64 KiB of relayed stdout+stderr. The client side is Airflow's own
 ``DagFileProcessorProcess`` machinery (``ParseDriver``) over a ``ZygoteConnection``, whose ledger
 must balance after every scenario.
 """
@@ -21,6 +21,8 @@ from zygote_harness import ParseDriver, ParseOutcome, pid_alive, spawn_message, 
 pytestmark = pytest.mark.e2e
 
 WORKER_TIMEOUT_S = 4
+CPU_LIMIT_S = 2
+OPEN_FILES = 256
 MEMORY_LIMIT_MIB = 300
 MAX_OUTPUT = 64 * 1024
 MARKER = "# airflow DAG\nimport os, sys, signal, time\n"
@@ -32,6 +34,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         tmp_path_factory.mktemp("dagfiles"),
         "dagfiles",
         AIRFLOW__ZYGOTE__WORKER_TIMEOUT=str(WORKER_TIMEOUT_S),
+        AIRFLOW__ZYGOTE__WORKER_CPU_LIMIT=str(CPU_LIMIT_S),
+        AIRFLOW__ZYGOTE__WORKER_OPEN_FILES=str(OPEN_FILES),
         AIRFLOW__ZYGOTE__WORKER_MEMORY_LIMIT=str(MEMORY_LIMIT_MIB),
         AIRFLOW__ZYGOTE__WORKER_MAX_OUTPUT=str(MAX_OUTPUT),
     ) as zygote:
@@ -64,19 +68,22 @@ def _dag_ids(outcome: ParseOutcome) -> list[str]:
     return [dag.data["dag"]["dag_id"] for dag in outcome.result.serialized_dags]
 
 
-ENDINGS = {
-    # name: (body, expected exit code, expected ledger outcome)
-    "raises": ("raise ValueError('parse-time failure')", 0, "exited"),
-    "sys_exit": ("sys.exit(1)", 0, "exited"),
-    "os_exit": ("os._exit(7)", 7, "failed"),
+CPU_LIMIT_SIGNALS = (-signal.SIGKILL, -signal.SIGXCPU)
+"""RLIMIT_CPU with hard == soft (today's worker) kills with SIGKILL; with hard > soft, SIGXCPU first."""
+
+ENDINGS: dict[str, tuple[str, tuple[int, ...] | None, str | None]] = {
+    # name: (body, expected exit codes, expected ledger outcome)
+    "raises": ("raise ValueError('parse-time failure')", (0,), "exited"),
+    "sys_exit": ("sys.exit(1)", (0,), "exited"),
+    "os_exit": ("os._exit(7)", (7,), "failed"),
     "segfault": (
         "import ctypes; signal.signal(signal.SIGSEGV, signal.SIG_DFL); ctypes.string_at(0)",
-        -signal.SIGSEGV,
+        (-signal.SIGSEGV,),
         "signaled",
     ),
     # Airflow's importer installs a Python SIGSEGV handler: the fault repeats forever (stock too)
-    # until a timeout kills the worker. Here the zygote's own deadline does.
-    "segfault_under_airflow_handler": ("import ctypes; ctypes.string_at(0)", -signal.SIGKILL, "deadline"),
+    # until something stops the spinning worker; here its CPU time limit does.
+    "segfault_under_airflow_handler": ("import ctypes; ctypes.string_at(0)", CPU_LIMIT_SIGNALS, "signaled"),
     "closes_stdio": ("os.close(0); os.close(1); os.close(2)", None, None),
 }
 
@@ -84,26 +91,57 @@ ENDINGS = {
 @pytest.mark.parametrize("name", sorted(ENDINGS))
 def test_dag_file_that_ends_badly(name: str, hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
     base = hostile.baseline()
-    body, exit_code, outcome = ENDINGS[name]
+    body, exit_codes, outcome = ENDINGS[name]
     path = write(hostile.dags, f"{name}.py", MARKER + body + "\n")
     parsed = _parse(driver, conn, hostile, path)
     entry = _one_entry(conn)
     assert entry.exit_code == int(parsed.exit_code)
-    if exit_code is not None:
-        assert (int(parsed.exit_code), entry.outcome) == (exit_code, outcome), parsed.log_text[-2000:]
+    if exit_codes is not None:
+        assert int(parsed.exit_code) in exit_codes and entry.outcome == outcome, parsed.log_text[-2000:]
     if name == "raises":
         assert "parse-time failure" in str(parsed.result.import_errors)
     hostile.assert_recovered(base, conn.ledger)
 
 
-def test_loop_forever_is_ended_by_the_zygote_deadline(hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
+def test_loop_forever_is_ended_by_the_cpu_limit(hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
     base = hostile.baseline()
     path = write(hostile.dags, "spins.py", MARKER + "while True:\n    pass\n")
     parsed = _parse(driver, conn, hostile, path)
     entry = _one_entry(conn)
+    assert entry.outcome == "signaled" and parsed.exit_code in CPU_LIMIT_SIGNALS
+    assert f"[airflow-zygote] killed: CPU time limit {CPU_LIMIT_S} s" in parsed.log_text
+    assert CPU_LIMIT_S - 0.5 < entry.stats["cpu_user_s"] + entry.stats["cpu_system_s"] < CPU_LIMIT_S + 1
+    hostile.assert_recovered(base, conn.ledger)
+
+
+def test_sleeping_past_the_ceiling_is_ended_by_the_zygote_deadline(
+    hostile: Hostile, conn: Any, driver: ParseDriver
+) -> None:
+    """A worker that uses no CPU (blocked in the kernel) is stopped by the wall-time ceiling instead."""
+    base = hostile.baseline()
+    path = write(hostile.dags, "naps.py", MARKER + "import select\nselect.select([], [], [], 10**6)\n")
+    parsed = _parse(driver, conn, hostile, path)
+    entry = _one_entry(conn)
     assert (entry.outcome, parsed.exit_code) == ("deadline", -signal.SIGKILL)
     assert "[airflow-zygote] killed: zygote deadline" in parsed.log_text
-    assert entry.stats["wall_s"] < WORKER_TIMEOUT_S + 2
+    assert WORKER_TIMEOUT_S <= entry.stats["wall_s"] < WORKER_TIMEOUT_S + 2
+    hostile.assert_recovered(base, conn.ledger)
+
+
+def test_open_files_are_limited(hostile: Hostile, conn: Any, driver: ParseDriver, tmp_path: Path) -> None:
+    base = hostile.baseline()
+    count = tmp_path / "opened"
+    body = (
+        "hoard = []\ntry:\n    while True:\n        hoard.append(open('/dev/null'))\n"
+        "except OSError as exc:\n    error = exc.errno\n"
+        "for handle in hoard:\n    handle.close()\n"
+        f"open({str(count)!r}, 'w').write(f'{{len(hoard)}} {{error}}')\n"
+    )
+    path = write(hostile.dags, "hoards_fds.py", simple_dag("hoards_fds") + "import os\n" + body)
+    parsed = _parse(driver, conn, hostile, path)
+    assert parsed.exit_code == 0 and _dag_ids(parsed) == ["hoards_fds"], parsed.log_text[-2000:]
+    opened, errno_ = (int(n) for n in count.read_text().split())
+    assert opened < OPEN_FILES and errno_ == 24  # EMFILE
     hostile.assert_recovered(base, conn.ledger)
 
 

@@ -36,7 +36,6 @@ from protocol import (
     Heartbeat,
     Hello,
     Input,
-    LocalProtocolError,
     Message,
     Output,
     ProtocolError,
@@ -49,9 +48,7 @@ from protocol import (
     StatusRequest,
     Welcome,
     decode,
-    encode,
 )
-from protocol.limits import MAX_STR
 from zygote.config import Settings, load_settings
 from zygote.endpoint import bind_server
 from zygote.fingerprint import config_fingerprint, config_mismatch, version_mismatch, versions
@@ -61,6 +58,7 @@ from zygote.server.forker_link import ForkerLink, ForkerState
 from zygote.server.parse_gate import WAIT, check_first_frame
 from zygote.server.paths import allowed_roots, path_refusal
 from zygote.server.relay import InputOverflow, Relay
+from zygote.server.replies import encode_reply, kill_note
 from zygote.server.requests import Request, RequestState, RequestTable
 from zygote.server.signal_source import Delivery, SignalSource, is_descendant
 from zygote.server.status import StatusBook
@@ -444,7 +442,7 @@ class Gateway:
             return
         dropped = request.relay.dropped if request.relay is not None else 0
         message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
-        note = self._kill_note(message)
+        note = kill_note(message, self.settings)
         if note and not request.replied:
             self._send(request.client, Output(id=request.spawn.id, channel="stderr", data=note.encode()))
         if self.requests.mark_replied(request):
@@ -462,14 +460,6 @@ class Gateway:
                 peak_pss=message.stats.get("peak_pss"),
                 queued_s=round(request.exited_at - request.accepted_at - message.stats.get("wall_s", 0.0), 4),
             )
-
-    def _kill_note(self, exited: Exited) -> str:
-        """A line for the per-file log when the zygote itself killed the worker (Airflow only sees -9)."""
-        if exited.outcome == "memory_limit":
-            return f"[airflow-zygote] killed: memory limit {self.settings.worker_memory_limit} MiB\n"
-        if exited.outcome == "deadline":
-            return f"[airflow-zygote] killed: zygote deadline reached after {exited.stats.get('wall_s', 0.0):.1f} s\n"
-        return ""
 
     def _reply_error(self, request: Request, code: ErrorCode, text: str) -> None:
         if self.requests.mark_replied(request):
@@ -563,7 +553,7 @@ class Gateway:
             )
             return
         if not (math.isfinite(spawn.timeout) and spawn.timeout > 0):
-            # NaN would never expire in the forker (and spin its loop); use the zygote's ceiling.
+            # NaN would never expire in the forker; use the zygote's ceiling.
             spawn = replace(spawn, timeout=self.settings.worker_timeout)
         request = self.requests.accept(client, spawn, time.monotonic())
         refusal = self._refusal(spawn)
@@ -662,7 +652,7 @@ class Gateway:
                 self._signal(request, signal.SIGKILL)
 
     def _send(self, client: bytes, message: Message) -> None:
-        data = _encode_reply(message)
+        data = encode_reply(message)
         if data is None:
             return
         try:
@@ -690,33 +680,6 @@ class Gateway:
     def _reply_status(self, client: bytes, request_id: str, forker_status: dict[str, Any] | None) -> None:
         status = self.book.assemble(self, forker_status)
         self._send(client, StatusReply(id=request_id, status=status))
-
-
-def _encode_reply(message: Message) -> bytes | None:
-    """Encode for a client; an error text quoting client input is clipped to the ``str`` limit.
-
-    A reply the codec refuses would otherwise be lost after its request was marked replied: a
-    terminal reply becomes an ``internal`` error for its id instead, anything else is dropped.
-    """
-    if isinstance(message, Error):
-        message = replace(message, message=_clip(message.message))
-    try:
-        return encode(message)
-    except LocalProtocolError as exc:
-        log.error("client.reply_unencodable", type=message.TYPE, error=str(exc)[:500])
-    request_id = getattr(message, "id", "")
-    if isinstance(message, Exited | Error) and request_id:
-        return encode(
-            Error(id=request_id, code=ErrorCode.INTERNAL.value, message="the zygote could not encode its reply")
-        )
-    return None
-
-
-def _clip(text: str) -> str:
-    raw = text.encode()
-    if len(raw) <= MAX_STR:
-        return text
-    return raw[: MAX_STR - 16].decode(errors="ignore") + " [truncated]"
 
 
 def _kill(pid: int) -> None:
