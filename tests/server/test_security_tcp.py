@@ -160,7 +160,9 @@ def test_client_pinning_another_server_key_gets_nothing(tcp: TcpZygote) -> None:
     assert query_status(tcp.settings())["healthy"]
 
 
-def test_server_secret_key_stays_in_the_gateway(tcp: TcpZygote, driver: ParseDriver, tmp_path: Path) -> None:
+def test_secrets_and_db_credentials_stay_out_of_the_workers(
+    tcp: TcpZygote, driver: ParseDriver, tmp_path: Path
+) -> None:
     from zygote.client.connection import ZygoteConnection
     from zygote.client.ledger import Ledger
 
@@ -173,7 +175,9 @@ def test_server_secret_key_stays_in_the_gateway(tcp: TcpZygote, driver: ParseDri
     seen = tmp_path / "worker-saw"
     body = (
         "import os\nfrom zygote.config import load_settings\n"
-        f"open({str(seen)!r}, 'w').write(repr(sorted(os.environ.items())) + load_settings().curve_server_secret_key)\n"
+        "initial = open('/proc/self/environ', 'rb').read().decode(errors='replace')\n"  # survives os.environ edits
+        f"open({str(seen)!r}, 'w').write(repr(sorted(os.environ.items())) + initial"
+        " + load_settings().curve_server_secret_key)\n"
     )
     conn: Any = ZygoteConnection(tcp.settings(), Ledger())
     try:
@@ -183,6 +187,9 @@ def test_server_secret_key_stays_in_the_gateway(tcp: TcpZygote, driver: ParseDri
         conn.close()
     assert "CURVE_SERVER_PUBLIC_KEY" in seen.read_text()  # the worker did report its environment
     assert tcp.keys.server_secret not in seen.read_text()
+    db_url = os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]  # set for every process by conftest
+    assert db_url.encode() in Path(f"/proc/{gateway}/environ").read_bytes()
+    assert db_url not in seen.read_text()  # Airflow rewrites os.environ's copy; /proc/self/environ kept it
 
 
 def test_forker_environment_drops_every_form_of_the_secrets() -> None:
@@ -192,6 +199,10 @@ def test_forker_environment_drops_every_form_of_the_secrets() -> None:
         "AIRFLOW__ZYGOTE__CURVE_SERVER_SECRET_KEY_SECRET": "zygote/key",
         "AIRFLOW__ZYGOTE__CURVE_CLIENT_SECRET_KEY": "c",
         "AIRFLOW__ZYGOTE__CURVE_SERVER_PUBLIC_KEY": "p",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql://airflow:pw@db/airflow",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": "cat /run/secrets/db",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": "postgresql+asyncpg://airflow:pw@db/airflow",
+        "AIRFLOW__CORE__SQL_ALCHEMY_CONN": "postgresql://airflow:pw@db/airflow",
         "PATH": "/bin",
     }
     env = forker_environment(environ)

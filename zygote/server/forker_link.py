@@ -2,7 +2,8 @@
 
 The forker runs no DAG code itself but its workers do, and they inherit its environment: the
 gateway starts it with the CURVE secrets removed (and masked, so a value from ``airflow.cfg``
-does not reach it either), and with an empty signal mask (the gateway blocks the signals it reads
+does not reach it either) and without metadata-DB connection strings (nothing in the zygote
+uses the DB; Airflow falls back to its default), and with an empty signal mask (the gateway blocks the signals it reads
 from a signalfd, and ``posix_spawn`` would otherwise pass that mask on).
 """
 
@@ -22,6 +23,8 @@ FDS_PER_WORKER = 5
 _FORKER_CODE = "from zygote.server.forker_main import main; main()"
 SECRET_VARIABLES = ("AIRFLOW__ZYGOTE__CURVE_SERVER_SECRET_KEY", "AIRFLOW__ZYGOTE__CURVE_CLIENT_SECRET_KEY")
 """Also their ``_CMD`` and ``_SECRET`` forms, which would make the forker fetch the secret itself."""
+DB_VARIABLES = ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CORE__SQL_ALCHEMY_CONN")
+"""Prefixes: ``_ASYNC``, ``_CMD`` and ``_SECRET`` forms are withheld too."""
 
 
 class ForkerState(enum.Enum):
@@ -104,7 +107,8 @@ class ForkerLink:
 
 
 def forker_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """``environ`` without the CURVE secrets; each masked with an empty value."""
-    env = {name: value for name, value in environ.items() if not name.upper().startswith(SECRET_VARIABLES)}
+    """``environ`` without the CURVE secrets (each masked with an empty value) or DB credentials."""
+    withheld = SECRET_VARIABLES + DB_VARIABLES
+    env = {name: value for name, value in environ.items() if not name.upper().startswith(withheld)}
     env.update(dict.fromkeys(SECRET_VARIABLES, ""))
     return env
