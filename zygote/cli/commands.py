@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from argparse import Namespace
 from typing import Any
@@ -11,18 +12,17 @@ from zygote.config import load_settings
 
 
 def serve(args: Namespace) -> None:
-    """``airflow zygote serve``: the sidecar's main process."""
-    from zygote.endpoint import EndpointError
-    from zygote.logs import configure_logging
-    from zygote.server.gateway import Gateway
+    """``airflow zygote serve``: read Airflow's config here, then become the lean gateway (same pid)."""
+    from zygote.server.boot import GatewayBoot, hand_over
+    from zygote.server.gateway_main import GATEWAY_CODE
 
-    configure_logging("gateway", verbose=bool(getattr(args, "verbose", False)))
-    try:
-        gateway = Gateway(load_settings(), verbose=bool(getattr(args, "verbose", False)))
-    except EndpointError as exc:
-        print(f"airflow zygote serve: {exc}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(gateway.run())
+    boot_fd = hand_over(GatewayBoot.from_airflow())
+    argv = [sys.executable, "-c", GATEWAY_CODE, "--boot-fd", str(boot_fd)]
+    if getattr(args, "verbose", False):
+        argv.append("--verbose")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
 
 
 def status(args: Namespace) -> None:

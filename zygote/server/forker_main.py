@@ -11,7 +11,6 @@ import os
 import socket
 import sys
 
-
 SINGLE_THREADED_NATIVE_POOLS = (
     "OPENBLAS_NUM_THREADS",
     "OMP_NUM_THREADS",

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import zmq
@@ -49,14 +50,14 @@ from protocol import (
     Welcome,
     decode,
 )
-from zygote.config import Settings, load_settings
 from zygote.endpoint import bind_server
-from zygote.fingerprint import config_fingerprint, config_mismatch, version_mismatch, versions
+from zygote.fingerprint import config_mismatch, version_mismatch
 from zygote.logs import get_logger
 from zygote.server import osutil
+from zygote.server.boot import GatewayBoot
 from zygote.server.forker_link import ForkerLink, ForkerState
 from zygote.server.parse_gate import WAIT, check_first_frame
-from zygote.server.paths import allowed_roots, path_refusal
+from zygote.server.paths import path_refusal
 from zygote.server.relay import InputOverflow, Relay
 from zygote.server.replies import encode_reply, kill_note
 from zygote.server.requests import Request, RequestState, RequestTable
@@ -89,15 +90,16 @@ class Session:
 class Gateway:
     """The zygote's long-lived process (PID 1 in its container)."""
 
-    def __init__(self, settings: Settings, *, verbose: bool = False) -> None:
+    def __init__(self, boot: GatewayBoot, *, verbose: bool = False) -> None:
+        settings = boot.settings
         self.signals = SignalSource(GATEWAY_SIGNALS)  # first: before any thread inherits the mask
         self.settings = settings
         self.verbose = verbose
         self.instance = uuid.uuid4().hex
         self.started_at = time.monotonic()
-        self.roots = allowed_roots(settings)
-        self.ours = versions()
-        self.fingerprint = config_fingerprint()
+        self.roots = tuple(Path(root) for root in boot.roots)
+        self.ours = boot.versions
+        self.fingerprint = boot.fingerprint
         self.sessions: dict[bytes, Session] = {}
         self.requests = RequestTable()
         self.forkers: dict[int, ForkerLink] = {}
@@ -687,8 +689,3 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         return
-
-
-def serve(verbose: bool = False) -> int:
-    """Run the zygote until SIGTERM/SIGINT drained it."""
-    return Gateway(load_settings(), verbose=verbose).run()
