@@ -34,7 +34,7 @@ os.environ.update(_BASE_ENV)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from zygote_harness import AIRFLOW, ParseDriver, ZygoteProcess, socket_endpoint  # noqa: E402
+from zygote_harness import AIRFLOW, SOCKET_DIRS, ParseDriver, ZygoteProcess, socket_endpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +135,9 @@ def driver(tmp_path: Path, migrated_db: Path) -> ParseDriver:
     logs = tmp_path / "parse-logs"
     logs.mkdir()
     return ParseDriver(logs)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Leave nothing behind in /tmp: the session's Airflow home and socket directories."""
+    for directory in [str(_SESSION_HOME), *SOCKET_DIRS]:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -18,9 +18,15 @@ from typing import Any
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
+SOCKET_DIRS: list[str] = []
+"""Socket directories made by this test session, removed when it ends."""
+
+
 def socket_endpoint() -> str:
     """A short ipc:// path (sun_path is limited to ~107 bytes; pytest's tmp_path can be longer)."""
-    return f"ipc://{tempfile.mkdtemp(prefix='zs-', dir='/tmp')}/zygote.sock"
+    directory = tempfile.mkdtemp(prefix="zs-", dir="/tmp")
+    SOCKET_DIRS.append(directory)
+    return f"ipc://{directory}/zygote.sock"
 
 
 def settings_for(env: dict[str, str], **overrides: Any) -> Any:
