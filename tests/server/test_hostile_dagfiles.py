@@ -280,11 +280,6 @@ def test_nan_timeout_still_gets_the_zygote_deadline(hostile: Hostile) -> None:
     hostile.assert_recovered(base)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the forker drains on SIGTERM from anyone, so DAG code can stop it (proposed: the forker "
-    "ignores SIGTERM; the gateway drains it over its link; see the issue-8 report)",
-)
 def test_dag_code_cannot_make_the_forker_drain(hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
     forker = hostile.forker_pid()
     body = "os.kill(os.getppid(), signal.SIGTERM)\n"

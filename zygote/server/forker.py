@@ -114,10 +114,12 @@ class Forker:
         wakeup_w.setblocking(False)
         self._wakeup_w = wakeup_w
         signal.set_wakeup_fd(wakeup_w.fileno(), warn_on_full_buffer=False)
-        for signum in (signal.SIGCHLD, signal.SIGTERM):
-            signal.signal(signum, _note_signal)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, _note_signal)
+        # The gateway alone decides when a generation ends (drain over the link, or EOF when it
+        # dies). Terminal signals are ignored: a worker can signal its parent, and DAG code must
+        # not be able to stop the forker.
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, "signal")
 
     def _run_warmup(self) -> list[str]:
@@ -319,11 +321,9 @@ class Forker:
 
     def _read_signals(self) -> None:
         try:
-            signums = self.wakeup_r.recv(4096)
+            self.wakeup_r.recv(4096)  # only SIGCHLD is caught: reap
         except (BlockingIOError, InterruptedError):
             return
-        if signal.SIGTERM in signums and self.drain_at is None:
-            self.drain_at = time.monotonic() + self.settings.drain_timeout
         self._reap()
 
     def _reap(self) -> None:
