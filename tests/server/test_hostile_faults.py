@@ -135,11 +135,6 @@ def _fallbacks_while_down(hostile: Hostile, driver: ParseDriver) -> None:
             assert not getattr(proc, "is_remote", False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the forker kills its workers, not their process groups, when the gateway vanishes "
-    "(proposed fix to forker._gateway_gone in the issue-8 report)",
-)
 def test_gateway_killed_leaves_no_stray_of_a_worker(hostile: Hostile, tmp_path: Path) -> None:
     path, asleep, pids = _sleeper(hostile, tmp_path, "stray_victim")
     client = HostileClient(hostile.endpoint, "stray")

@@ -11,6 +11,7 @@ re-frozen. The forker never imports ``zmq`` and never connects to the metadata D
 from __future__ import annotations
 
 import gc
+import math
 import os
 import selectors
 import signal
@@ -247,7 +248,10 @@ class Forker:
             log.warning("forker.unexpected_message", type=message.TYPE)
 
     def _gateway_gone(self) -> None:
+        """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
         log.warning("forker.gateway_gone", workers=len(self.table))
+        for pid in self.table.pids():
+            self._kill_leftovers(pid)
         self._act(self.table.kill_all("client_gone"))
         self.running = False
 
@@ -287,7 +291,8 @@ class Forker:
 
     def _track_worker(self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float, fork_ms: float) -> None:
         pairs.close_child_ends()
-        timeout = min(spawn.timeout + DEADLINE_GRACE_S, self.settings.worker_timeout)
+        asked = spawn.timeout if math.isfinite(spawn.timeout) and spawn.timeout > 0 else self.settings.worker_timeout
+        timeout = min(asked + DEADLINE_GRACE_S, self.settings.worker_timeout)  # NaN would never expire
         worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
         worker.extra["generation"] = self.generation
         self.table.add(worker)

@@ -96,17 +96,17 @@ def rss_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def set_rlimit(which: int, value: int) -> None:
-    """Lower a resource limit (soft and hard); 0 means leave it alone."""
+def set_rlimit(which: int, value: int, hard: int | None = None) -> None:
+    """Lower a resource limit (soft ``value``, hard ``hard`` or the same); 0 means leave it alone."""
     if value > 0:
-        resource.setrlimit(which, (value, value))
+        resource.setrlimit(which, (value, value if hard is None else hard))
 
 
 def kill_quietly(pid: int, signum: int = signal.SIGKILL) -> bool:
     """Send a signal; False if the process is already gone."""
     try:
         os.kill(pid, signum)
-    except (ProcessLookupError, PermissionError):
+    except OSError:  # gone, not ours, or not a signal number (EINVAL): never crash the caller's loop
         return False
     return True
 
@@ -115,7 +115,7 @@ def kill_group_quietly(pgid: int, signum: int = signal.SIGKILL) -> bool:
     """Signal a whole process group; False if it is empty."""
     try:
         os.killpg(pgid, signum)
-    except (ProcessLookupError, PermissionError):
+    except OSError:
         return False
     return True
 

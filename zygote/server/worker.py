@@ -71,7 +71,8 @@ def run_worker(
         _isolate(forker_pid)
         child = pairs.child
         osutil.close_fds_except({0, 1, 2, *(sock.fileno() for sock in child.values())})
-        osutil.set_rlimit(_rlimit("RLIMIT_CPU"), limits.cpu_seconds)
+        # SIGXCPU at the soft limit (Airflow names that signal); SIGKILL a second later if handled.
+        osutil.set_rlimit(_rlimit("RLIMIT_CPU"), limits.cpu_seconds, limits.cpu_seconds + 1)
         osutil.set_rlimit(_rlimit("RLIMIT_NOFILE"), limits.open_files)
         _enter_cwd(cwd)
         os.dup2(child["crash"].fileno(), 2)
