@@ -39,11 +39,18 @@ def _callbacks(path: Path) -> list[Any]:
     from airflow.callbacks.callback_requests import DagCallbackRequest, TaskCallbackRequest
 
     common = {"filepath": path.name, "bundle_name": "dags-folder", "bundle_version": None}
-    ti = TaskInstance(id=uuid.uuid4(), task_id="doomed", dag_id="callback_dag", run_id="manual__1", try_number=1,
-                      dag_version_id=uuid.uuid4())
+    ti = TaskInstance(
+        id=uuid.uuid4(),
+        task_id="doomed",
+        dag_id="callback_dag",
+        run_id="manual__1",
+        try_number=1,
+        dag_version_id=uuid.uuid4(),
+    )
     return [
-        DagCallbackRequest(dag_id="callback_dag", run_id="manual__1", is_failure_callback=True, msg="run failed",
-                           **common),
+        DagCallbackRequest(
+            dag_id="callback_dag", run_id="manual__1", is_failure_callback=True, msg="run failed", **common
+        ),
         TaskCallbackRequest(ti=ti, msg="task failed", **common),
     ]
 

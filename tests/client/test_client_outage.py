@@ -25,8 +25,9 @@ def test_zygote_killed_mid_run_falls_back_then_returns(
     first = zygote_factory(env)
     log_path = tmp_path / "dag-processor.log"
     with log_path.open("wb") as log:
-        processor = subprocess.Popen([AIRFLOW, "zygote", "dag-processor", "-n", "25"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        processor = subprocess.Popen(
+            [AIRFLOW, "zygote", "dag-processor", "-n", "25"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         wait_for(lambda: len(first.events("request.finished")) >= 8, 60, "parses through the first zygote")
         os.killpg(first.popen.pid, signal.SIGKILL)  # the whole container: gateway, forker, workers
