@@ -68,7 +68,7 @@ log = get_logger(__name__)
 
 VALID_SIGNALS = frozenset(int(signum) for signum in signal.valid_signals())
 
-CREDIT_WINDOW = 1024 * 1024
+CREDIT_WINDOW = 4 * 1024 * 1024
 CHANNEL_DRAIN_S = 10.0
 """How long a dead worker's channels may stay open (held by a stray) before they are closed."""
 STATUS_WAIT_S = 3.0

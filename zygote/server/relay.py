@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from protocol import CHANNELS
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024
 MAX_PENDING_INPUT = 64 * 1024 * 1024
 LIMITED_CHANNELS = frozenset({"stdout", "stderr"})
 
