@@ -42,17 +42,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         yield zygote
 
 
-@pytest.fixture
-def conn(hostile: Hostile) -> Iterator[Any]:
-    from zygote.client.connection import ZygoteConnection
-    from zygote.client.ledger import Ledger
-
-    connection = ZygoteConnection(hostile.zygote.settings, Ledger())
-    wait_for(lambda: connection.available, 30, "the client to connect")
-    yield connection
-    connection.close()
-
-
 def _parse(driver: ParseDriver, conn: Any, hostile: Hostile, path: Path, timeout: float = 60.0) -> ParseOutcome:
     return driver.finish(driver.start_zygote(conn, path, hostile.dags, timeout=timeout), timeout=timeout)
 

@@ -38,17 +38,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostile]:
         yield zygote
 
 
-@pytest.fixture
-def conn(hostile: Hostile) -> Iterator[Any]:
-    from zygote.client.connection import ZygoteConnection
-    from zygote.client.ledger import Ledger
-
-    connection = ZygoteConnection(hostile.zygote.settings, Ledger())
-    wait_for(lambda: connection.available, 30, "the client to connect")
-    yield connection
-    connection.close()
-
-
 def _sleeper(hostile: Hostile, tmp_path: Path, name: str, child: bool = True) -> tuple[Path, Path, Path]:
     """A DAG file that (maybe) starts a child, notes the pids, then sleeps: (file, asleep marker, pid file)."""
     asleep, pids = tmp_path / f"{name}-asleep", tmp_path / f"{name}-pids"

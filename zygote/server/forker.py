@@ -140,13 +140,8 @@ class Forker:
         """Probe and promote everything pending, synchronously (start-up only)."""
         while self.preloader.has_pending():
             batch = self.preloader.take_batch()
-            report_r, report_w = socket.socketpair()
-            pid = os.fork()
-            if pid == 0:
-                report_r.close()
-                run_probe(batch, report_w, self.bounds)
-            report_w.close()
-            messages = _read_until_eof(report_r, time.monotonic() + self.bounds.timeout_s * len(batch) + 5)
+            pid, report_r, deadline = self._fork_probe(batch)
+            messages = _read_until_eof(report_r, deadline)
             osutil.kill_quietly(pid)
             exit_code = _reap_blocking(pid)
             self._finish_probe(batch, messages, exit_code)
@@ -383,18 +378,22 @@ class Forker:
 
     # --- preloading ------------------------------------------------------------------------------
 
-    def _maybe_start_probe(self) -> None:
-        if self.probe is not None or self.drain_at is not None or not self.preloader.has_pending():
-            return
-        batch = self.preloader.take_batch()
+    def _fork_probe(self, batch: list[str]) -> tuple[int, socket.socket, float]:
+        """Fork a probe child for ``batch``: its pid, the socket its verdicts arrive on, its deadline."""
         report_r, report_w = socket.socketpair()
         pid = os.fork()
         if pid == 0:
             report_r.close()
             run_probe(batch, report_w, self.bounds)
         report_w.close()
+        return pid, report_r, time.monotonic() + self.bounds.timeout_s * len(batch) + 5
+
+    def _maybe_start_probe(self) -> None:
+        if self.probe is not None or self.drain_at is not None or not self.preloader.has_pending():
+            return
+        batch = self.preloader.take_batch()
+        pid, report_r, deadline = self._fork_probe(batch)
         report_r.setblocking(False)
-        deadline = time.monotonic() + self.bounds.timeout_s * len(batch) + 5
         self.probe = Probe(pid, report_r, batch, deadline)
         self.selector.register(report_r, selectors.EVENT_READ, "probe")
         log.info("preload.probing", modules=len(batch), first=batch[0])
