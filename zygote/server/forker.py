@@ -103,6 +103,8 @@ class Forker:
         self.preloader.observe(self.preloader.loaded_from_state_file())
         self.preloader.request_eager(self.settings.preload_modules)
         self._probe_blocking()
+        if self.preloader.tainted:
+            raise SystemExit("forker retired at start: a preload started a thread (remembered in the state file)")
         gc.collect()
         gc.freeze()
         self.baseline_modules = frozenset(sys.modules)
@@ -432,6 +434,15 @@ class Forker:
                 frozen=gc.get_freeze_count(),
                 threads=osutil.native_thread_count(),
             )
+        if self.preloader.tainted and self.drain_at is None:
+            self._retire()
+
+    def _retire(self) -> None:
+        """A promotion left a thread here: fork no more, finish the workers, let the gateway replace us."""
+        why = "a preloaded module started a thread in the forker; this generation is retired"
+        log.error("forker.retiring", generation=self.generation, reason=why, threads=osutil.native_thread_count())
+        self.drain_at = time.monotonic() + self.settings.worker_timeout
+        self.send(Error(id="", code=ErrorCode.FORK_REFUSED.value, message=why))
 
     def _maybe_finish_drain(self) -> None:
         if self.drain_at is not None and not len(self.table):

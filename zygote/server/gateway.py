@@ -301,10 +301,20 @@ class Gateway:
             self._worker_started(forker, message, fds)
         elif isinstance(message, Exited):
             self._worker_exited(forker, message)
+        elif isinstance(message, Error) and not message.id:
+            self._retire_forker(forker, message.message)
         elif isinstance(message, Error):
             self._worker_failed(forker, message)
         elif isinstance(message, StatusReply):
             self.book.forker_status(message.id, message.status, self._reply_status)
+
+    def _retire_forker(self, forker: ForkerLink, why: str) -> None:
+        """The forker can no longer fork safely: no new work for it, and a new generation at once."""
+        log.error("forker.retired", generation=forker.generation, reason=why)
+        forker.state = ForkerState.DRAINING
+        if self.current is forker:
+            self.current = None
+        self._reload(None)
 
     def _forker_ready(self, forker: ForkerLink, ready: Ready) -> None:
         forker.state = ForkerState.DRAINING if self.draining_since is not None else ForkerState.READY

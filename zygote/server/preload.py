@@ -107,6 +107,8 @@ class Preloader:
         self.state_file = state_file
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
         self.generation_frozen = 0
+        self.tainted = False
+        self._reject_remembered()
 
     def observe(self, modules: Iterable[str]) -> None:
         """Modules a worker imported: approved ones the forker lacks become PENDING."""
@@ -161,14 +163,22 @@ class Preloader:
         return any(rec.state is ModuleState.PENDING for rec in self.records.values())
 
     def promote_verified(self) -> list[str]:
-        """Import verified modules here, then collect and freeze. Returns those loaded."""
+        """Import verified modules here, then collect and freeze. Returns those loaded.
+
+        A module that passed its probe may still start a thread here (it can tell the processes
+        apart): then it is rejected, remembered in the state file, and :attr:`tainted` is set,
+        because this process is no longer safe to fork from.
+        """
         loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.VERIFIED]
         for name in loaded:
             self._import_here(name)
+            if self.tainted:
+                break
         promoted = [name for name in loaded if self.records[name].state is ModuleState.LOADED]
         if promoted:
             gc.collect()
             gc.freeze()
+        if promoted or self.tainted:
             self._save_state()
         return promoted
 
@@ -181,28 +191,51 @@ class Preloader:
             record.state = ModuleState.REJECTED
             record.reason = "import failed in the forker: " + _summary(exc)
             return
+        threads = osutil.native_thread_count()
+        if threads != 1:
+            record.state = ModuleState.REJECTED
+            record.reason = f"left {threads - 1} thread(s) running when imported in the forker (not in its probe)"
+            self.tainted = True
+            return
         record.state = ModuleState.LOADED
         record.memory_delta = osutil.rss_bytes() - before
 
     def loaded_from_state_file(self) -> list[str]:
         """Modules a previous zygote learned (approved ones only)."""
-        if not self.state_file:
-            return []
-        try:
-            names = json.loads(Path(self.state_file).read_text())["loaded"]
-        except (OSError, ValueError, KeyError, TypeError):
+        names = self._read_state().get("loaded", [])
+        if not isinstance(names, list):
             return []
         return [name for name in names if isinstance(name, str) and self.approved.matches(name)]
+
+    def _read_state(self) -> dict[str, Any]:
+        if not self.state_file:
+            return {}
+        try:
+            state = json.loads(Path(self.state_file).read_text())
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _reject_remembered(self) -> None:
+        """Modules that made an earlier generation unsafe stay rejected, with their reason."""
+        rejected = self._read_state().get("rejected_in_forker", {})
+        for name, reason in rejected.items() if isinstance(rejected, dict) else []:
+            self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=f"{reason} (remembered)")
 
     def _save_state(self) -> None:
         if not self.state_file:
             return
         loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.LOADED]
+        unsafe = {
+            name: rec.reason.removesuffix(" (remembered)")
+            for name, rec in self.records.items()
+            if rec.state is ModuleState.REJECTED and "imported in the forker (not in its probe)" in rec.reason
+        }
         path = Path(self.state_file)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"loaded": loaded}))
+            tmp.write_text(json.dumps({"loaded": loaded, "rejected_in_forker": unsafe}))
             tmp.replace(path)
         except OSError:
             return
