@@ -217,16 +217,6 @@ def serialized(result: Any) -> dict[str, Any]:
     return {dag.data["dag"]["dag_id"]: dag.data for dag in result.serialized_dags}
 
 
-def no_children_left(pid: int) -> bool:
-    import psutil
-
-    try:
-        children = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return True
-    return not children
-
-
 class RawClient:
     """Speaks the wire protocol directly (for tests of what a misbehaving peer can do)."""
 

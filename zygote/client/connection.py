@@ -146,7 +146,7 @@ class ZygoteConnection:
     def signal(self, request_id: str, signum: int) -> None:
         self._command("signal", (request_id, signum))
 
-    def note_fallback(self, outcome: str, detail: str) -> bool:
+    def note_fallback(self) -> bool:
         """True the first time in an outage: the caller logs the warning once."""
         if self._outage_warned:
             return False

@@ -59,7 +59,7 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
             return self._fall_back(kwargs, exc)
 
     def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:
-        first = self.zygote_connection().note_fallback(exc.outcome, exc.detail)
+        first = self.zygote_connection().note_fallback()
         if self.settings.fallback == "fail":
             if first:
                 log.warning("zygote.unavailable", reason=str(exc), fallback="fail")

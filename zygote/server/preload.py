@@ -106,7 +106,6 @@ class Preloader:
         self.approved = approved
         self.state_file = state_file
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
-        self.generation_frozen = 0
         self.tainted = False
         self._reject_remembered()
 

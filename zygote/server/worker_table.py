@@ -151,9 +151,6 @@ class WorkerTable:
         running = [w.deadline_at for w in self._by_pid.values() if w.state is WorkerState.RUNNING]
         return min(running, default=None)
 
-    def running_paths(self) -> dict[str, str]:
-        return {w.request_id: w.path for w in self._by_pid.values()}
-
     def _kill(self, worker: Worker, signum: int, reason: str) -> list[Action]:
         if worker.state is WorkerState.RUNNING:
             worker.state = WorkerState.KILLING
