@@ -77,12 +77,12 @@ class ZygoteProcess:
         return settings_for(self.env)
 
     def status(self, timeout: float = 5.0) -> dict[str, Any]:
-        from zygote.control import query_status
+        from zygote.client.control import query_status
 
         return query_status(self.settings, timeout_s=timeout)
 
     def wait_healthy(self, timeout: float = 90.0) -> dict[str, Any]:
-        from zygote.control import ControlError
+        from zygote.client.control import ControlError
 
         def healthy() -> dict[str, Any] | None:
             if self.popen.poll() is not None:
@@ -235,7 +235,7 @@ class RawClient:
 
     def hello(self, **overrides: Any) -> Any:
         from protocol import Hello, Welcome
-        from zygote.fingerprint import config_fingerprint, versions
+        from zygote.handshake import config_fingerprint, versions
 
         ours = versions()
         fields = {

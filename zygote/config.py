@@ -7,6 +7,7 @@ rest of the code reads configuration from. Nothing is read at import time.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -270,3 +271,30 @@ def _convert(opt: Option, raw: str) -> Any:
     if opt.type == "boolean":
         return raw.strip().lower() in ("1", "true", "yes", "on")
     return raw.strip()
+
+
+def configured_roots(settings: Settings) -> tuple[str, ...]:
+    """The roots as configured: ``allowed_roots``, or the DAG bundle roots and the bundle storage path."""
+    if settings.allowed_roots:
+        return settings.allowed_roots
+    from airflow.configuration import conf
+
+    roots = [
+        conf.get("core", "dags_folder"),
+        conf.get("dag_processor", "dag_bundle_storage_path", fallback=""),
+    ]
+    roots += _bundle_paths(conf.get("dag_processor", "dag_bundle_config_list", fallback="[]"))
+    return tuple(root for root in roots if root)
+
+
+def _bundle_paths(config_list: str) -> list[str]:
+    try:
+        bundles = json.loads(config_list or "[]")
+    except ValueError:
+        return []
+    paths = []
+    for bundle in bundles if isinstance(bundles, list) else []:
+        kwargs = bundle.get("kwargs") if isinstance(bundle, dict) else None
+        if isinstance(kwargs, dict) and isinstance(kwargs.get("path"), str):
+            paths.append(kwargs["path"])
+    return paths

@@ -92,8 +92,8 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 def _wait_healthy(env: dict[str, str], zygote: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, Any]:
+    from zygote.client.control import ControlError, query_status
     from zygote.config import Settings
-    from zygote.control import ControlError, query_status
 
     settings = Settings(socket=env["AIRFLOW__ZYGOTE__SOCKET"])
     deadline = time.monotonic() + timeout

@@ -21,7 +21,7 @@ import structlog
 
 from zygote.bench.corpus import category_of
 from zygote.bench.results import ChildRecord, read_json_dict
-from zygote.server.import_timer import GcTimer
+from zygote.forker.measure import GcTimer
 
 log = structlog.get_logger(__name__)
 

@@ -13,8 +13,8 @@ from zygote.config import load_settings
 
 def serve(args: Namespace) -> None:
     """``airflow zygote serve``: read Airflow's config here, then become the lean gateway (same pid)."""
-    from zygote.server.boot import GatewayBoot, hand_over
-    from zygote.server.gateway_main import GATEWAY_CODE
+    from zygote.gateway.boot import GatewayBoot, hand_over
+    from zygote.gateway.main import GATEWAY_CODE
 
     boot_fd = hand_over(GatewayBoot.from_airflow())
     argv = [sys.executable, "-c", GATEWAY_CODE, "--boot-fd", str(boot_fd)]
@@ -27,7 +27,7 @@ def serve(args: Namespace) -> None:
 
 def status(args: Namespace) -> None:
     """``airflow zygote status``: exit 0 when healthy, 1 when not, 2 when unreachable."""
-    from zygote.control import ControlError, query_status
+    from zygote.client.control import ControlError, query_status
 
     try:
         report = query_status(load_settings())
@@ -40,7 +40,7 @@ def status(args: Namespace) -> None:
 
 def reload(args: Namespace) -> None:
     """``airflow zygote reload``: a new forker generation; returns once it serves."""
-    from zygote.control import ControlError, request_reload
+    from zygote.client.control import ControlError, request_reload
 
     try:
         print(request_reload(load_settings()))

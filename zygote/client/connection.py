@@ -49,9 +49,9 @@ from zygote.client.channels import LocalChannels
 from zygote.client.ledger import Ledger
 from zygote.client.tracker import RemoteTracker
 from zygote.config import Settings
-from zygote.endpoint import connect_dealer
-from zygote.fingerprint import config_fingerprint, versions
+from zygote.handshake import config_fingerprint, versions
 from zygote.logs import get_logger
+from zygote.transport import connect_dealer
 
 log = get_logger(__name__)
 

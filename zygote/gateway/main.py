@@ -1,0 +1,28 @@
+"""Entry point of the lean gateway process (``exec``'d by ``airflow zygote serve``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+GATEWAY_CODE = "from zygote.gateway.main import main; main()"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="zygote-gateway")
+    parser.add_argument("--boot-fd", type=int, required=True)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    from zygote.gateway.boot import read_boot
+    from zygote.gateway.loop import Gateway
+    from zygote.logs import configure_logging
+    from zygote.transport import EndpointError
+
+    boot = read_boot(args.boot_fd)
+    configure_logging("gateway", verbose=args.verbose)
+    try:
+        gateway = Gateway(boot, verbose=args.verbose)
+    except EndpointError as exc:
+        print(f"airflow zygote serve: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(gateway.run())
