@@ -26,10 +26,25 @@ class ErrorCode(str, Enum):
     OVERLOADED = "overloaded"
     REJECTED_PATH = "rejected_path"
     FORK_REFUSED = "fork_refused"
+    FORK_FAILED = "fork_failed"
+    NOT_READY = "not_ready"
     FORKER_LOST = "forker_lost"
     SHUTTING_DOWN = "shutting_down"
     CLIENT_GONE = "client_gone"
     INTERNAL = "internal"
+
+
+class Outcome(str, Enum):
+    """How a worker ended: the ``outcome`` of an ``exited`` message (SPEC.md, "exited")."""
+
+    EXITED = "exited"
+    FAILED = "failed"
+    SIGNALED = "signaled"
+    KILLED = "killed"
+    DEADLINE = "deadline"
+    MEMORY_LIMIT = "memory_limit"
+    CLIENT_GONE = "client_gone"
+    DRAIN_TIMEOUT = "drain_timeout"
 
 
 class ProtocolError(Exception):

@@ -38,6 +38,8 @@ class Hello(Message):
     airflow: str
     python: str
     config: dict[str, Any] = field(default_factory=dict)
+    process: dict[str, Any] = field(default_factory=dict)
+    """``{"env": {...}, "sys_path": [...]}`` of the client process (SPEC.md, "What crosses into a worker")."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class Welcome(Message):
     gateway_pid: int
     heartbeat_interval: float
     credit_window: int
+    load: dict[str, Any] = field(default_factory=dict)
+    """What the gateway can take right now (SPEC.md, "Load"), so the client decides without waiting."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,8 @@ class Heartbeat(Message):
     """Either direction; any message counts as liveness, this one exists for idle sessions."""
 
     TYPE: ClassVar[str] = "heartbeat"
+    load: dict[str, Any] = field(default_factory=dict)
+    """Gateway -> client only: as :attr:`Welcome.load`, refreshed with every heartbeat."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,8 @@ class Spawn(Message):
     bundle_name: str
     timeout: float
     cwd: str
+    process: dict[str, Any] = field(default_factory=dict)
+    """Gateway -> forker only: the session's ``Hello.process`` (a client sends ``{}``)."""
 
 
 @dataclass(frozen=True)
@@ -144,6 +152,8 @@ class Exited(Message):
     exit_code: int
     outcome: str
     stats: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    """Why the zygote ended the worker, worded where it was decided, from the limit actually enforced."""
 
 
 # --- control -----------------------------------------------------------------------------------
@@ -196,6 +206,8 @@ class Ready(Message):
     airflow: str
     python: str
     frozen: int
+    config: dict[str, Any] = field(default_factory=dict)
+    """What this generation read from Airflow's config for the gateway (SPEC.md, "Inside the zygote")."""
 
 
 @dataclass(frozen=True)
