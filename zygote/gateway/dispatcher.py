@@ -78,10 +78,26 @@ class Dispatcher:
         if self.pool.serving() is None:
             return ErrorCode.NOT_READY, "no forker generation is ready (starting, restarting after a crash, or retired)"
         capacity = self.settings.max_workers + self.settings.max_queued
-        if self.requests.running + self.requests.waiting >= capacity:
+        if self.requests.running + self.requests.waiting > capacity:  # the new request is among them
             text = f"all {self.settings.max_workers} workers are busy and {self.settings.max_queued} requests wait"
             return ErrorCode.OVERLOADED, text
         return None
+
+    def load(self, draining: bool) -> dict[str, Any]:
+        """What the gateway can take now (SPEC 4b), for ``welcome`` and heartbeats."""
+        forker = self.pool.serving()
+        ready = forker is not None and not draining
+        running, queued = self.requests.running, self.requests.waiting
+        max_workers, max_queued = self.settings.max_workers, self.settings.max_queued
+        return {
+            "ready": ready,
+            "free": max(0, max_workers + max_queued - running - queued) if ready else 0,
+            "running": running,
+            "queued": queued,
+            "max_workers": max_workers,
+            "max_queued": max_queued,
+            "generation": forker.generation if ready and forker is not None else 0,
+        }
 
     def _path_checked(self, request: Request, problem: str) -> None:
         if request.replied:

@@ -367,21 +367,7 @@ class Gateway:
             log.warning("client.gone", client=session.name, reason=why, requests=count)
 
     def load(self) -> dict[str, Any]:
-        """What the gateway can take now (SPEC 4b), for ``welcome`` and heartbeats."""
-        forker = self.pool.serving()
-        ready = forker is not None and self.draining_since is None
-        running, queued = self.dispatcher.requests.running, self.dispatcher.requests.waiting
-        max_workers, max_queued = self.settings.max_workers, self.settings.max_queued
-        free = max(0, max_workers + max_queued - running - queued) if ready else 0
-        return {
-            "ready": ready,
-            "free": free,
-            "running": running,
-            "queued": queued,
-            "max_workers": max_workers,
-            "max_queued": max_queued,
-            "generation": forker.generation if ready and forker is not None else 0,
-        }
+        return self.dispatcher.load(self.draining_since is not None)
 
     def _status(self, client: bytes, request_id: str) -> None:
         forker = self.pool.serving()
