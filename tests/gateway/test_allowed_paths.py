@@ -63,11 +63,13 @@ def test_a_member_of_a_zip_under_a_root_passes(tmp_path: Path) -> None:
 def test_checks_during_continuous_swaps_never_refuse_a_good_path(tmp_path: Path) -> None:
     root, file = _gitsync(tmp_path)
     stop = threading.Event()
+    swaps: list[str] = []
 
-    def swapper() -> None:
-        while not stop.is_set():
+    def swapper() -> None:  # every 2 ms: git-sync swaps once per sync (tens of seconds)
+        while not stop.wait(0.002):
             for sha in ("bbb", "aaa"):
                 _swap(tmp_path, sha)
+                swaps.append(sha)
 
     thread = threading.Thread(target=swapper)
     thread.start()
@@ -77,3 +79,4 @@ def test_checks_during_continuous_swaps_never_refuse_a_good_path(tmp_path: Path)
         stop.set()
         thread.join()
     assert refusals == []
+    assert len(swaps) > 10, "the root was swapped while the checks ran"

@@ -102,3 +102,14 @@ def test_retiring_the_serving_generation_starts_the_next_at_once(
     forkers.ready(first, _ready(first), 10.0)
     forkers.retire(first, "a thread appeared")
     assert forkers.serving() is None and first.state is ForkerState.DRAINING and forkers.generation == 2
+
+
+def test_reload_requests_beyond_the_bound_are_answered_overloaded(
+    pool: tuple[ForkerPool, list[tuple[bytes, Message]]],
+) -> None:
+    forkers, sent = pool
+    forkers.start()
+    for i in range(generations.MAX_PENDING_RELOADS + 1):
+        forkers.reload((b"ctl", f"r-{i}"))
+    assert len(forkers.pending_reloads) == generations.MAX_PENDING_RELOADS
+    assert [(m.id, m.code) for _, m in sent] == [(f"r-{generations.MAX_PENDING_RELOADS}", "overloaded")]  # type: ignore[attr-defined]

@@ -20,6 +20,8 @@ from zygote.logs import get_logger
 log = get_logger(__name__)
 
 MAX_RESTART_BACKOFF_S = 30.0
+MAX_PENDING_RELOADS = 64
+"""Reload requests answered when the next generation is ready; beyond, ``overloaded`` at once."""
 
 Requester = tuple[bytes, str]
 SendCallback = Callable[[bytes, Message], None]
@@ -71,6 +73,10 @@ class ForkerPool:
         self.pending_reloads.clear()
 
     def reload(self, requester: Requester | None) -> None:
+        if requester is not None and len(self.pending_reloads) >= MAX_PENDING_RELOADS:
+            text = f"{MAX_PENDING_RELOADS} reloads are already waiting for the next generation"
+            self.send(requester[0], Error(id=requester[1], code=ErrorCode.OVERLOADED.value, message=text))
+            return
         if requester is not None:
             self.pending_reloads.append(requester)
         if self.draining:

@@ -62,6 +62,8 @@ log = get_logger(__name__)
 CHANNEL_DRAIN_S = 10.0
 """How long a dead worker's channels may stay open (held by a stray) before they are closed."""
 STATUS_WAIT_S = 3.0
+MAX_STATUS_WAITS = 256
+"""Status requests waiting for the forker's part; beyond, the gateway answers with its own part only."""
 DRAIN_EXIT_GRACE_S = 10.0
 GATEWAY_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD)
 
@@ -371,7 +373,7 @@ class Gateway:
 
     def _status(self, client: bytes, request_id: str) -> None:
         forker = self.pool.serving()
-        if forker is None:
+        if forker is None or len(self.status_waits) >= MAX_STATUS_WAITS:
             self._reply_status(client, request_id, None)
             return
         internal = self.status_waits.add(client, request_id, time.monotonic() + STATUS_WAIT_S)

@@ -125,6 +125,9 @@ class StatusWaits:
         self._waiting: dict[str, tuple[bytes, str, float]] = {}
         self._ids = itertools.count(1)
 
+    def __len__(self) -> int:
+        return len(self._waiting)
+
     def add(self, client: bytes, request_id: str, deadline: float) -> str:
         """The id to ask the forker with."""
         internal = f"s{next(self._ids)}"
