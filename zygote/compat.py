@@ -15,9 +15,9 @@ during a broad parse corpus, and fails when one is neither here nor in :data:`EX
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +152,24 @@ def _option_value(conf: Any, name: str) -> str:
 
 
 def providers() -> dict[str, str]:
-    """Installed Airflow distributions (providers, core, task SDK) and their versions."""
-    found = {}
-    for dist in importlib.metadata.distributions():
-        name = str(dist.metadata["Name"] or "").lower().replace("_", "-")
-        if name.startswith(PROVIDER_PREFIXES):
-            found[name] = dist.version
+    """Installed Airflow distributions (providers, core, task SDK) and their versions.
+
+    Read from the ``*.dist-info`` directory names on ``sys.path`` (first one wins, as for imports):
+    ``importlib.metadata.distributions()`` parses every distribution's metadata, ~0.3 s on a
+    loaded machine, and the client builds this once per session on the dag-processor's loop.
+    """
+    found: dict[str, str] = {}
+    for entry in sys.path:
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for dirname in names:
+            stem, dot, kind = dirname.rpartition(".")
+            name, _, version = stem.rpartition("-")
+            name = name.lower().replace("_", "-")
+            if dot and kind in ("dist-info", "egg-info") and name.startswith(PROVIDER_PREFIXES):
+                found.setdefault(name, version)
     return dict(sorted(found.items()))
 
 

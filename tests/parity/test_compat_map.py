@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from zygote.compat import IMPORT_TIME_OPTIONS, folder_digest, local_settings_digest, providers
+from zygote.compat import IMPORT_TIME_OPTIONS, PROVIDER_PREFIXES, folder_digest, local_settings_digest, providers
 from zygote.handshake import MAX_LISTED, config_mismatch
 
 pytestmark = pytest.mark.timeout(120)
@@ -88,3 +89,13 @@ def test_local_settings_digest_follows_the_module_airflow_would_import(
     first = local_settings_digest()
     (tmp_path / "airflow_local_settings.py").write_text("def dag_policy(dag):\n    dag.tags = ['y']\n")
     assert first.startswith("sha256:") and local_settings_digest() not in (first, "absent")
+
+
+def test_providers_match_what_importlib_metadata_reports() -> None:
+    reference = {}
+    for dist in importlib.metadata.distributions():
+        name = str(dist.metadata["Name"]).lower().replace("_", "-")
+        if name.startswith(PROVIDER_PREFIXES):
+            reference.setdefault(name, dist.version)
+    assert providers() == reference
+    assert "apache-airflow-providers-standard" in reference
