@@ -99,3 +99,13 @@ def test_providers_match_what_importlib_metadata_reports() -> None:
             reference.setdefault(name, dist.version)
     assert providers() == reference
     assert "apache-airflow-providers-standard" in reference
+
+
+def test_a_control_hello_carries_versions_only() -> None:
+    from protocol import decode, encode
+    from zygote.handshake import control_hello, versions
+
+    hello = control_hello("control-1")
+    assert (hello.role, hello.config, hello.process) == ("control", {}, {})
+    assert {"protocol": hello.protocol, "airflow": hello.airflow, "python": hello.python} == versions()
+    assert decode(encode(hello)) == hello
