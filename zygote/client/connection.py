@@ -21,9 +21,8 @@ from typing import Any
 
 import zmq
 
-from protocol import Error, Signal, Spawn
+from protocol import Error, ErrorCode, Signal, Spawn, Started
 from zygote.client.channels import LocalChannels
-from zygote.client.hello import client_hello
 from zygote.client.ledger import Ledger
 from zygote.client.local_child import start_local_child
 from zygote.client.notes import FallbackNotes
@@ -31,6 +30,7 @@ from zygote.client.relay import ClientRequest, Relay
 from zygote.client.session import RECONNECT_S, Admission, Session, SessionState, admit
 from zygote.client.tracker import RemoteTracker
 from zygote.config import Settings
+from zygote.handshake import client_hello
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -91,7 +91,6 @@ class ZygoteConnection:
         admission = admit(availability, used, time.monotonic())
         if admission.remote:
             self._sent = (availability.epoch, used + 1)
-            self.notes.available()
         return admission
 
     def wait_ready(self, timeout: float) -> bool:
@@ -163,14 +162,18 @@ class ZygoteConnection:
         for message in self._session.receive():
             self._relay.on_message(message)
             if isinstance(message, Error):
-                self._session.note_refusal(message.code)
+                self._session.note_refusal(message.code, time.monotonic())
+            elif isinstance(message, Started):
+                self._session.note_started()
+                self.notes.available()
         self._relay.credit_window = self._session.credit_window
         self._end_session_if_lost()
 
     def _on_timers(self, now: float) -> None:
         self._session.on_timers(now)
         self._end_session_if_lost()
-        self._relay.expire(now)
+        if self._relay.expire(now):
+            self._session.note_refusal(ErrorCode.NOT_READY.value, now)
         self._relay.send_credits()
 
     def _end_session_if_lost(self) -> None:

@@ -21,8 +21,8 @@ from protocol import (
     decode,
     encode,
 )
-from zygote.client.hello import control_hello
 from zygote.config import Settings
+from zygote.handshake import control_hello
 from zygote.transport import connect_dealer
 
 

@@ -1,7 +1,7 @@
 """One fallback warning per outage and per reason kind, plus counters for metrics.
 
-An outage is a state change: once the zygote takes requests again (:meth:`FallbackNotes.available`)
-the next refusal of any kind warns again, so "unavailable, available, unavailable" warns twice.
+An outage is a state change: once the zygote starts a worker again (:meth:`FallbackNotes.available`,
+called on ``started``; a welcome alone proves no forker is ready) the next refusal of any kind warns again, so "unavailable, available, unavailable" warns twice.
 While the zygote stays available, a per-request refusal kind (``rejected_path``, ``fork_failed``,
 ...) warns once, then only counts: a zygote that is up but refuses some files stays visible.
 """
@@ -35,7 +35,7 @@ class FallbackNotes:
             return True
 
     def available(self) -> None:
-        """The zygote takes requests again: the outage, if any, is over."""
+        """The zygote started a worker: the outage, if any, is over."""
         if not self._outage:
             return
         with self._lock:

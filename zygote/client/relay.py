@@ -206,13 +206,14 @@ class Relay:
             else:
                 self.refuse(request, "zygote_unavailable", why)
 
-    def expire(self, now: float) -> None:
+    def expire(self, now: float) -> int:
         """Requests the zygote has not started within ``spawn_timeout`` are parsed elsewhere."""
-        for request in list(self.requests.values()):
-            if not request.started and now > request.answer_by:
-                self.abandoned.add(request.spawn.id)
-                self.send(Signal(id=request.spawn.id, signum=signal.SIGKILL))
-                self.refuse(request, "zygote_unavailable", "the zygote did not start the parse in time")
+        expired = [r for r in self.requests.values() if not r.started and now > r.answer_by]
+        for request in expired:
+            self.abandoned.add(request.spawn.id)
+            self.send(Signal(id=request.spawn.id, signum=signal.SIGKILL))
+            self.refuse(request, "zygote_unavailable", "the zygote did not start the parse in time")
+        return len(expired)
 
     def flush(self, request: ClientRequest, name: str) -> None:
         pending = request.pending.get(name)

@@ -85,6 +85,9 @@ class Availability:
     last_recv: float = 0.0
     silent_after: float = 3.0
     handshake_until: float = 0.0
+    blocked: str = ""
+    """A refusal kind the client believes until ``blocked_until``, then lets one probe through."""
+    blocked_until: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,9 @@ def admit(availability: Availability, sent_since_load: int, now: float) -> Admis
         return Admission(False, "zygote_unavailable", f"no traffic from the zygote for {silent:.1f} s")
     if not availability.ready:
         return Admission(False, ErrorCode.NOT_READY.value, "no forker generation is ready")
+    if availability.blocked:
+        probe = now >= availability.blocked_until and sent_since_load == 0
+        return Admission(True) if probe else Admission(False, availability.blocked, "the zygote refused recently")
     if availability.free is not None and availability.free - sent_since_load <= 0:
         return Admission(False, ErrorCode.OVERLOADED.value, "every worker slot and queue place is taken")
     return Admission(True)
@@ -126,6 +132,7 @@ class Session:
         self._handshake_deadline = 0.0
         self._last_recv = self._last_send = 0.0
         self._load: dict[str, Any] = {}
+        self._block: tuple[str, float] | None = None
         self._epoch = 0
         self._attempts = 0
         self.lost: tuple[str, float] | None = None
@@ -149,7 +156,10 @@ class Session:
         load = self._load
         free = load.get("free")
         self._epoch += 1 if new_load else 0
+        blocked, blocked_until = self._block or ("", 0.0)
         self.availability = Availability(
+            blocked=blocked,
+            blocked_until=blocked_until,
             state=self.state,
             why=self.why,
             ready=bool(load.get("ready", True)),
@@ -186,6 +196,7 @@ class Session:
             self.dealer.close(linger=0)
             self.dealer = None
         self._load = {}
+        self._block = None
         self.lost = None
         self.next_connect_at = time.monotonic() + retry_in
         self._move(SessionState.DOWN, why)
@@ -197,7 +208,9 @@ class Session:
         try:
             self.dealer.send(encode(message), zmq.NOBLOCK)
         except (zmq.ZMQError, ProtocolError) as exc:
-            log.error("zygote.send_failed", error=str(exc), type=message.TYPE)
+            # An encoding error quotes the value; a hello's value is the environment (secret).
+            error = type(exc).__name__ if isinstance(message, Hello) else str(exc)
+            log.error("zygote.send_failed", error=error, type=message.TYPE)
             return False
         self._last_send = time.monotonic()
         return True
@@ -229,6 +242,7 @@ class Session:
         elif isinstance(message, Heartbeat):
             if message.load:
                 self._load = dict(message.load)
+                self._block = None
                 self._publish(new_load=True)
         elif isinstance(message, Error) and not message.id:
             self._on_session_error(message)
@@ -255,15 +269,23 @@ class Session:
         else:
             log.error("zygote.session_error", code=error.code, error=error.message)
 
-    def note_refusal(self, code: str) -> None:
-        """A spawn refused ``not_ready``/``overloaded``: believe it until the next ``load``."""
-        if code == ErrorCode.NOT_READY.value:
-            self._load = {**self._load, "ready": False}
-        elif code == ErrorCode.OVERLOADED.value:
-            self._load = {**self._load, "free": 0}
-        else:
+    def note_refusal(self, code: str, now: float) -> None:
+        """A spawn refused for capacity, or not started in time: a short open circuit.
+
+        Believed until the gateway's next ``load``, a ``started``, or a short while; then one
+        request probes (half-open). So a gateway that queues silently (or sends no ``load``) costs
+        one waiting request per window, not one per file.
+        """
+        if code not in (ErrorCode.NOT_READY.value, ErrorCode.OVERLOADED.value):
             return
+        self._block = code, now + max(2 * self.heartbeat_interval, 1.0)
         self._publish(new_load=True)
+
+    def note_started(self) -> None:
+        """A worker started: the forker forks; whatever refusal was believed is over."""
+        if self._block is not None:
+            self._block = None
+            self._publish(new_load=True)
 
     def on_timers(self, now: float) -> None:
         """Handshake deadline, silence, our own heartbeat; sets :attr:`lost` when the session ends."""
