@@ -1,0 +1,81 @@
+"""A dag-processor frozen for 30 s (SIGSTOP, a debugger, CPU starvation) loses none of its parses.
+
+Two dynamic-factory files produce parse results of about 4 MB and 13 MB (above the relay's credit
+window). The zygote-backed dag-processor (``-n 1``: one parse per file) is SIGSTOPped as soon as both
+workers started, for longer than ``[zygote] heartbeat_timeout``; the workers finish meanwhile. After
+SIGCONT it must write the same rows as stock ``airflow dag-processor -n 1`` on the same folder.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import dag_rows, import_errors, serialized_dags
+from fault_home import marker_only
+from processes import wait_quiet
+from zygote_harness import AIRFLOW, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
+
+FREEZE = 30.0
+FACTORIES = {"factory_4mb.py": (100, 40_000), "factory_13mb.py": (130, 100_000)}  # DAGs, doc_md bytes each
+SETTINGS = {"AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "300"}
+
+
+def _factory(marker: Path, name: str, dags: int, pad: int) -> str:
+    prefix = name.removesuffix(".py")
+    return (
+        marker_only(marker)
+        + "from airflow.sdk import DAG\n"
+        + "from airflow.providers.standard.operators.empty import EmptyOperator\n"
+        + f"PAD = ''.join(chr(97 + (i * 7919) % 26) for i in range({pad}))\n"
+        + f"for n in range({dags}):\n"
+        + f"    with DAG(f'{prefix}_{{n}}', schedule=None, start_date=datetime.datetime(2024, 1, 1), doc_md=PAD + str(n)):\n"
+        + "        EmptyOperator(task_id='t0')\n"
+    )
+
+
+def test_frozen_dag_processor_writes_the_same_rows_as_stock(
+    tmp_path: Path, make_home: Any, zygote_factory: Any, start_processor: Any
+) -> None:
+    folder = tmp_path / "factories"
+    folder.mkdir()
+    ours = make_home("zygote", dags=folder, **SETTINGS)
+    stock = make_home("stock", dags=folder, **SETTINGS)
+    for name, (dags, pad) in FACTORIES.items():
+        (folder / name).write_text(_factory(ours.marker, name, dags, pad))
+    with (stock.root / "dag-processor.log").open("wb") as log:
+        done = subprocess.run(
+            [AIRFLOW, "dag-processor", "-n", "1"], env=stock.env, stdout=log, stderr=log, timeout=300, check=False
+        )
+    assert done.returncode == 0
+    expected = serialized_dags(stock.db)
+    assert len(expected) == sum(dags for dags, _ in FACTORIES.values())
+
+    zygote = zygote_factory(ours.env)
+    since = time.time()
+    processor = start_processor(ours, args=("-n", "1"))
+    wait_for(
+        lambda: {p.file for p in ours.parses_between(since, time.time() + 1)} == set(FACTORIES),
+        180,
+        "both factory workers to start",
+        interval=0.05,
+    )
+    os.kill(processor.pid, signal.SIGSTOP)
+    try:
+        wait_quiet(FREEZE)
+    finally:
+        os.kill(processor.pid, signal.SIGCONT)
+    assert processor.popen.wait(240) == 0, processor.log_text()[-3000:]
+    assert all(p.ppid != processor.pid for p in ours.parses_between(since, time.time())), "parsed locally"
+    counts = zygote.status()["requests"]
+    assert set(counts) == {"exited"}, counts  # no worker killed as client_gone, no output cut off
+    assert import_errors(ours.db) == import_errors(stock.db) == []
+    assert serialized_dags(ours.db) == expected
+    assert dag_rows(ours.db) == dag_rows(stock.db)
