@@ -115,6 +115,9 @@ def forker_pid(zygote: ZygoteProcess) -> int:
     return pid
 
 
+HEALTH_CHECK_THRESHOLD = 30.0
+"""Airflow's default ``[dag_processor] health_check_threshold``: what ``/health`` and the probe allow."""
+
 REFUSALS = frozenset(
     {
         "rejected_path",

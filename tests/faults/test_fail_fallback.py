@@ -18,7 +18,7 @@ import pytest
 from fault_home import marker_dag
 from zygote_harness import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
 
 STALE_DAG_THRESHOLD = 8
 OUTAGE = 25.0

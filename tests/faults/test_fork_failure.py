@@ -19,7 +19,7 @@ import pytest
 from processes import forker_pid, requests, wait_quiet
 from zygote_harness import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
 
 FILES = 4
 HEADROOM = 3  # a few fds for the forker's own small reads; a worker needs a dozen

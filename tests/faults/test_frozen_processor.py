@@ -21,7 +21,7 @@ from fault_home import marker_only
 from processes import wait_quiet
 from zygote_harness import AIRFLOW, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
 
 FREEZE = 30.0
 FACTORIES = {"factory_4mb.py": (100, 40_000), "factory_13mb.py": (130, 100_000)}  # DAGs, doc_md bytes each

@@ -13,10 +13,10 @@ import pytest
 from processes import REFUSALS, requests
 from zygote_harness import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
 
 FILES = 6
-PARSES = 60
+PARSES = 30
 READS_VARIABLE = "from airflow.sdk import Variable\nassert Variable.get('faults_cached') == 'present'\n"
 
 
@@ -32,9 +32,9 @@ def test_parse_time_variable_reads_with_secrets_cache(
 
     def parsed_enough() -> bool:
         errors_seen.extend(home.import_errors())
-        return processor.remote_parses() >= PARSES
+        return bool(errors_seen) or processor.remote_parses() >= PARSES
 
-    wait_for(parsed_enough, 240, f"{PARSES} parses through the zygote", interval=0.5)
+    wait_for(parsed_enough, 240, f"{PARSES} parses through the zygote or an import error", interval=0.5)
     assert processor.local_parses() == 0
     assert not errors_seen, errors_seen[0][1][-2000:]
     assert len(home.active_dags()) == FILES

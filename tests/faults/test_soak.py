@@ -18,7 +18,7 @@ from processes import DagProcessor
 from side_by_side import record
 from zygote_harness import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(900)]
 
 FILES = 10
 WARMUP = 400

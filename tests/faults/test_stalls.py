@@ -22,14 +22,13 @@ from pathlib import Path
 import psutil
 import pytest
 from fault_home import FaultHome
-from processes import DagProcessor, HealthSampler, forker_pid, wait_quiet
+from processes import HEALTH_CHECK_THRESHOLD, DagProcessor, HealthSampler, forker_pid, wait_quiet
 from side_by_side import SideBySide, Window
 from zygote_harness import ZygoteProcess, wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(360)]
 
 FILES = 12
-HEALTH_CHECK_THRESHOLD = 30.0  # Airflow's default [dag_processor] health_check_threshold
 
 
 @dataclass
@@ -100,6 +99,16 @@ def test_zygote_not_started_yet(stalls: Stalls) -> None:
     _assert_absorbed(stalls, side.measure("zygote_not_started", start, end))
     stalls.ensure_zygote()
     stalls.wait_remote()
+
+
+def test_healthy_zygote_keeps_pace_with_stock(stalls: Stalls) -> None:
+    """The reference figure for the faults below: a healthy zygote over a window of its own."""
+    stalls.ensure_zygote()
+    stalls.wait_remote()
+    start, end = _window(15)
+    window = stalls.side.measure("healthy", start, end)
+    assert stalls.side.zygote_side.local_parses(start) == 0  # all through the zygote
+    _assert_absorbed(stalls, window)
 
 
 def test_forker_sigstopped_40s(stalls: Stalls) -> None:

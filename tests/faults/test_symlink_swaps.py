@@ -21,7 +21,7 @@ from fault_home import FaultHome, marker_dag
 from processes import REFUSALS, DagProcessor, requests
 from zygote_harness import wait_for
 
-pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
 
 SWAPS = 3
 
