@@ -25,13 +25,23 @@ FILES = 4
 HEADROOM = 3  # a few fds for the forker's own small reads; a worker needs a dozen
 
 
-def _quiet_fd_ceiling(pid: int) -> int:
-    """The forker's highest fd between workers (its own sockets), not one a worker briefly holds."""
-    ceilings = []
+def _quiet_fds(pid: int) -> set[int]:
+    """The forker's fds between workers (its own sockets), not the dozen a worker briefly holds."""
+    samples = []
     for _ in range(20):
-        ceilings.append(max(int(name) for name in os.listdir(f"/proc/{pid}/fd")))
+        samples.append({int(name) for name in os.listdir(f"/proc/{pid}/fd")})
         time.sleep(0.05)
-    return min(ceilings)
+    return min(samples, key=len)
+
+
+def _limit_leaving(open_fds: set[int], spare: int) -> int:
+    """The lowest RLIMIT_NOFILE under which only ``spare`` new fds can still be opened (fds already
+    open above it stay usable; a new fd takes the lowest free number)."""
+    limit, free = 0, 0
+    while free < spare:
+        free += limit not in open_fds
+        limit += 1
+    return limit
 
 
 def test_fork_failure_answers_one_request_and_the_forker_keeps_serving(
@@ -44,7 +54,7 @@ def test_fork_failure_answers_one_request_and_the_forker_keeps_serving(
     wait_for(lambda: processor.remote_parses() >= FILES, 180, "parses through the zygote", interval=0.2)
     pid = forker_pid(zygote)
     soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
-    resource.prlimit(pid, resource.RLIMIT_NOFILE, (_quiet_fd_ceiling(pid) + HEADROOM, hard))
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (_limit_leaving(_quiet_fds(pid), HEADROOM), hard))
     start = time.time()
     try:
         wait_quiet(15)
