@@ -28,9 +28,8 @@ class DagProcessor:
     home: FaultHome
 
     @classmethod
-    def start(cls, home: FaultHome, stock: bool = False, name: str = "", args: tuple[str, ...] = ()) -> DagProcessor:
+    def start(cls, home: FaultHome, stock: bool = False, name: str = "") -> DagProcessor:
         argv = [AIRFLOW, "dag-processor"] if stock else [AIRFLOW, "zygote", "dag-processor"]
-        argv += args
         log_path = home.root / f"{name or ('stock' if stock else 'zygote')}-dag-processor.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(argv, env=home.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
