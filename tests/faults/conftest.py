@@ -31,8 +31,8 @@ def start_processor() -> Iterator[Any]:
     """``start_processor(home, stock=False)``: a running dag-processor, stopped after the test."""
     started: list[DagProcessor] = []
 
-    def start(home: FaultHome, stock: bool = False, name: str = "") -> DagProcessor:
-        processor = DagProcessor.start(home, stock=stock, name=name)
+    def start(home: FaultHome, stock: bool = False) -> DagProcessor:
+        processor = DagProcessor.start(home, stock=stock)
         started.append(processor)
         return processor
 

@@ -28,9 +28,9 @@ class DagProcessor:
     home: FaultHome
 
     @classmethod
-    def start(cls, home: FaultHome, stock: bool = False, name: str = "") -> DagProcessor:
+    def start(cls, home: FaultHome, stock: bool = False) -> DagProcessor:
         argv = [AIRFLOW, "dag-processor"] if stock else [AIRFLOW, "zygote", "dag-processor"]
-        log_path = home.root / f"{name or ('stock' if stock else 'zygote')}-dag-processor.log"
+        log_path = home.root / f"{'stock' if stock else 'zygote'}-dag-processor.log"
         with log_path.open("ab") as log:
             popen = subprocess.Popen(argv, env=home.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         return cls(popen, log_path, home)
