@@ -78,7 +78,10 @@ def test_frozen_dag_processor_writes_the_same_rows_as_stock(
         wait_quiet(FREEZE)
     finally:
         os.kill(processor.pid, signal.SIGCONT)
-    wait_for(lambda: _all_written(ours), 180, "the rows of the parses made while frozen", interval=0.5)
+    try:
+        wait_for(lambda: _all_written(ours), 180, "the rows of the parses made while frozen", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; zygote requests {zygote.status()['requests']}") from None
     ours_parses = ours.parses_between(since, time.time())
     assert len(ours_parses) == len(FACTORIES), ours_parses  # each file parsed once: nothing retried
     assert all(p.ppid != processor.pid for p in ours_parses), "parsed locally"
