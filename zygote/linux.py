@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 
 
 def _prctl(option: int, value: int) -> None:
@@ -28,6 +29,11 @@ def set_parent_death_signal(signum: int) -> None:
 def become_subreaper() -> None:
     """Orphaned descendants are re-parented to this process (so it can reap and kill them)."""
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def make_undumpable() -> None:
+    """No core dumps and no same-uid ``ptrace`` or ``/proc/<pid>/mem|environ`` reads of this process."""
+    _prctl(_PR_SET_DUMPABLE, 0)
 
 
 def native_thread_count() -> int:
