@@ -86,7 +86,8 @@ def worker_body(
         linux.set_rlimit(_rlimit("RLIMIT_NOFILE"), limits.open_files)
         _enter_cwd(spawn.cwd)
         os.dup2(child["crash"].fileno(), 2)
-        run = _reporting(target or _parse_entrypoint(spawn.path), child["report"], baseline_modules)
+        entrypoint = target or _parse_entrypoint(spawn.path, child["logs"])
+        run = _reporting(entrypoint, child["report"], baseline_modules)
         from airflow.sdk.execution_time.supervisor import _fork_main
 
         _fork_main(child["requests"], child["stdout"], child["stderr"], child["logs"].fileno(), run)
@@ -116,27 +117,34 @@ def _rlimit(name: str) -> int:
     return value
 
 
-def _parse_entrypoint(path: str) -> Callable[[], None]:
+def _parse_entrypoint(path: str, logs: socket.socket) -> Callable[[], None]:
     """Airflow's entrypoint, preceded by what stock's parent does for this file before it forks."""
     from airflow.dag_processing.processor import _parse_file_entrypoint
 
     def entrypoint() -> None:
-        _pre_import(path)
+        _pre_import(path, logs)
         _parse_file_entrypoint()
 
     return entrypoint
 
 
-def _pre_import(path: str) -> None:
+def _pre_import(path: str, logs: socket.socket) -> None:
     """Stock runs ``_pre_import_airflow_modules`` in the manager before each fork; we run it here.
 
-    Its warnings then reach the per-file log through the worker's log channel, as stock's do
-    through the per-file logger. Modules the forker already holds import at no cost.
+    Its warnings are written on the log channel by a logger built as the manager builds its
+    per-file logger (``logging_processors(json_output=True)``, ``logger_name="processor"``), so the
+    per-file log gets stock's line with stock's fields. Modules the forker holds import at no cost.
     """
     import structlog
     from airflow.dag_processing.processor import _pre_import_airflow_modules
+    from airflow.sdk.log import logging_processors
 
-    _pre_import_airflow_modules(path, structlog.get_logger(logger_name="processor"))
+    stream = logs.makefile("wb")
+    logger = structlog.wrap_logger(
+        structlog.BytesLogger(stream), processors=logging_processors(json_output=True), logger_name="processor"
+    )
+    _pre_import_airflow_modules(path, logger.bind())
+    stream.flush()
 
 
 def _enter_cwd(cwd: str) -> None:
