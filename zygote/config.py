@@ -196,6 +196,15 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds the forker waits for its warm-up parse at start-up before killing it and starting "
         "without the modules it would have learned (a hanging cluster policy must not hang start-up).",
     ),
+    Option(
+        "spawn_timeout",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds a parse request may wait for the zygote to start its worker; after that the client "
+        "parses the file itself (``fallback = local``) or retries it later (``fail``). The "
+        "dag-processor's loop never waits for this: the request waits in the background.",
+    ),
 )
 
 
@@ -251,6 +260,7 @@ class Settings:
     allowed_roots: tuple[str, ...] = field(default=())
     memory_sample_interval: float = 0.1
     warmup_timeout: float = 120.0
+    spawn_timeout: float = 5.0
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})
