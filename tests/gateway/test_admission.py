@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+from pathlib import Path
 from typing import Any
 
 from protocol import Error, Message, Spawn
@@ -19,8 +21,11 @@ class _Sessions:
 
 
 class _Pool:
+    draining = False
+
     def __init__(self, serving: bool) -> None:
         self._serving = serving
+        self.sent: list[Message] = []
 
     def serving(self) -> Any:
         return None if not self._serving else self
@@ -28,14 +33,22 @@ class _Pool:
     generation = 1
 
     def send(self, message: Message) -> None:
-        pass
+        self.sent.append(message)
 
 
-def _dispatcher(serving: bool = True, max_workers: int = 2, max_queued: int = 1) -> tuple[Dispatcher, _Sessions]:
+def _dispatcher(
+    serving: bool = True, max_workers: int = 2, max_queued: int = 1, root: str = "/dags"
+) -> tuple[Dispatcher, _Sessions]:
     sessions = _Sessions()
     settings = Settings(socket="ipc:///x", max_workers=max_workers, max_queued=max_queued)
-    dispatcher = Dispatcher(settings, ("/dags",), sessions, _Pool(serving), StatusBook())  # type: ignore[arg-type]
+    dispatcher = Dispatcher(settings, (root,), sessions, _Pool(serving), StatusBook())  # type: ignore[arg-type]
     return dispatcher, sessions
+
+
+def _run_checks(dispatcher: Dispatcher) -> None:
+    while dispatcher.checks.pending:
+        select.select([dispatcher.checks.fileno()], [], [], 5)
+        dispatcher.checks.run_callbacks()
 
 
 def _spawn(request_id: str) -> Spawn:
@@ -75,5 +88,27 @@ def test_load_counts_free_places_and_is_zero_when_not_ready() -> None:
         load = dispatcher.load(draining=False)
         assert (load["ready"], load["free"], load["queued"], load["generation"]) == (True, 2, 1, 1)
         assert dispatcher.load(draining=True)["free"] == 0
+    finally:
+        dispatcher.checks.close()
+
+
+def test_a_checked_spawn_goes_to_the_forker_with_the_session_process_and_a_bad_path_is_rejected(
+    tmp_path: Path,
+) -> None:
+    dispatcher, sessions = _dispatcher(root=str(tmp_path))
+    (tmp_path / "f.py").write_text("")
+    good = Spawn(
+        id="good", path=str(tmp_path / "f.py"), bundle_path=str(tmp_path), bundle_name="b", timeout=0.0, cwd="/"
+    )
+    try:
+        dispatcher.spawn(b"c", good, {"env": {"A": "1"}}, draining=False)
+        dispatcher.spawn(b"c", _spawn("bad"), {}, draining=False)
+        _run_checks(dispatcher)
+        assert _errors(sessions) == {"bad": "rejected_path"}
+        (forwarded,) = dispatcher.pool.sent  # type: ignore[attr-defined]
+        assert forwarded.process == {"env": {"A": "1"}} and forwarded.id.startswith("r")
+        assert forwarded.timeout == dispatcher.settings.worker_timeout, "a non-positive timeout gets the ceiling"
+        (request,) = dispatcher.requests.live()
+        assert request.spawn.process == {}, "the gateway forgets the environment once the forker has it"
     finally:
         dispatcher.checks.close()

@@ -105,6 +105,9 @@ class Dispatcher:
         if problem:
             self.reply_error(request, ErrorCode.REJECTED_PATH, problem)
             return
+        if self.pool.draining:
+            self.reply_error(request, ErrorCode.SHUTTING_DOWN, "the zygote is shutting down")
+            return
         self.requests.admit(request)
         self.dispatch()
         if self.pool.serving() is None:
