@@ -13,7 +13,7 @@ import pytest
 from dagfiles import simple_dag
 from zygote_harness import AIRFLOW, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 
 def test_zygote_killed_mid_run_falls_back_then_returns(

@@ -24,7 +24,7 @@ from zygote.client.tracker import RemoteTracker
 
 
 class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
-    """A parse child forked by the zygote (its pid lives in the zygote's PID namespace)."""
+    """A parse child forked by the zygote (its pid lives in the zygote's PID namespace), or a local one if it refused."""
 
     @classmethod
     def start_remote(
