@@ -9,6 +9,7 @@ per 1,000 parses is compared.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -21,8 +22,8 @@ from zygote_harness import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(900)]
 
 FILES = 10
-WARMUP = 400
-PARSES = 3000
+PARSES = int(os.environ.get("FAULTS_SOAK_PARSES", "3000"))  # lower only to get a figure on a loaded machine
+WARMUP = min(400, PARSES // 5)
 SLACK_PER_1000 = 256 * 1024  # RSS noise (allocator arenas, DB caches) allowed above stock's growth
 
 
@@ -49,10 +50,10 @@ def test_dag_processor_rss_growth_matches_stock(make_home: Any, zygote_factory: 
     stock = start_processor(stock_home, stock=True)
     started = time.time()
     for side in (ours, stock):
-        side.wait_parses(WARMUP, 240)
+        side.wait_parses(WARMUP, 300)
     first = {"zygote": _sample(ours), "stock": _sample(stock)}
     for side in (ours, stock):
-        side.wait_parses(PARSES, 420)
+        side.wait_parses(PARSES, 540)
     last = {"zygote": _sample(ours), "stock": _sample(stock)}
     growth = {name: _growth_per_1000(first[name], last[name]) for name in first}
     record(
