@@ -22,7 +22,6 @@ from zygote.gateway.generations import ForkerPool
 from zygote.gateway.parse_gate import Passed, check_first_frame
 from zygote.gateway.path_checks import PathChecks
 from zygote.gateway.relay import InputOverflow, Relay
-from zygote.gateway.replies import kill_note
 from zygote.gateway.requests import Request, RequestState, RequestTable
 from zygote.gateway.sessions import Sessions
 from zygote.gateway.status import StatusBook
@@ -210,9 +209,6 @@ class Dispatcher:
             return
         dropped = request.relay.dropped if request.relay is not None else 0
         message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
-        note = kill_note(message, self.settings)
-        if note and not request.replied:
-            self.sessions.send(request.client, Output(id=request.spawn.id, channel="stderr", data=note.encode()))
         if self.requests.mark_replied(request):
             self.book.finished(message)
             self.sessions.send(request.client, message)
