@@ -60,3 +60,11 @@ class StatsdListener:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def start_airflow_stats() -> None:
+    """What the dag-processor does before its loop: Airflow's Stats from the current ``[metrics]``."""
+    from airflow.observability import stats
+    from airflow.observability.metrics.stats_utils import get_stats_factory
+
+    stats.initialize(factory=get_stats_factory(), export_legacy_names=True)

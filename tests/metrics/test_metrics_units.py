@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from airflow._shared.observability.metrics.base_stats_logger import NoStatsLogger
-from airflow.observability import stats
-from airflow.observability.metrics.stats_utils import get_stats_factory
-from statsd_listener import StatsdListener
+from statsd_listener import StatsdListener, start_airflow_stats
 
 from zygote.client.metrics import ZygoteMetrics
 
@@ -25,23 +20,6 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture
-def listener(monkeypatch: pytest.MonkeyPatch) -> Iterator[StatsdListener]:
-    """Airflow's Stats with ``[metrics] statsd_on`` pointed at a UDP socket of this test."""
-    sink = StatsdListener()
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_HOST", "127.0.0.1")
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PORT", str(sink.port))
-    monkeypatch.setenv("AIRFLOW__METRICS__STATSD_PREFIX", "airflow")
-    yield sink
-    stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
-    sink.close()
-
-
-def _start_stats() -> None:
-    stats.initialize(factory=get_stats_factory(), export_legacy_names=True)
-
-
 def _by_name(listener: StatsdListener, count: int) -> dict[str, tuple[float, str]]:
     listener.wait_for(lambda lines: len(lines) >= count, 10, f"{count} lines")
     listener.drain(0.2)
@@ -49,7 +27,7 @@ def _by_name(listener: StatsdListener, count: int) -> dict[str, tuple[float, str
 
 
 def test_a_finished_parse_sends_outcome_timers_and_memory(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     stats_map = {"dispatch_ms": 12.5, "fork_ms": 4.0, "wall_s": 0.25, "peak_uss": 20_000_000, "peak_pss": 30_000_000}
     ZygoteMetrics(legacy_names=True).parse_finished("exited", stats_map)
     got = _by_name(listener, 7)
@@ -65,13 +43,13 @@ def test_a_finished_parse_sends_outcome_timers_and_memory(listener: StatsdListen
 
 
 def test_missing_or_non_numeric_stats_send_nothing_but_the_outcome(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     ZygoteMetrics(legacy_names=True).parse_finished("zygote_unavailable", {"fork_ms": True, "wall_s": "x"})
     assert set(_by_name(listener, 2)) == {Z + "parses", Z + "parses.zygote_unavailable"}
 
 
 def test_legacy_names_off_sends_only_modern_names(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     ZygoteMetrics(legacy_names=False).parse_finished("failed", {})
     ZygoteMetrics(legacy_names=False).session_refused("config_mismatch")
     assert set(_by_name(listener, 2)) == {Z + "parses", Z + "sessions.refused"}
@@ -85,7 +63,7 @@ def test_legacy_names_follow_airflow_config(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def test_fallback_period_opens_once_and_closes_on_the_next_remote_start(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     clock = FakeClock()
     metrics = ZygoteMetrics(legacy_names=True, clock=clock)
     metrics.parse_bypassed("zygote_unavailable", "local")
@@ -105,7 +83,7 @@ def test_fallback_period_opens_once_and_closes_on_the_next_remote_start(listener
 
 
 def test_session_events(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     metrics = ZygoteMetrics(legacy_names=True)
     metrics.session_connected()
     metrics.session_refused("version_mismatch")
@@ -117,7 +95,7 @@ def test_session_events(listener: StatsdListener) -> None:
 
 
 def test_load_becomes_gauges_with_maps_as_tags(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     load = {
         "ready": True,
         "free": 5,
@@ -156,14 +134,14 @@ def test_load_becomes_gauges_with_maps_as_tags(listener: StatsdListener) -> None
 
 
 def test_a_load_without_gauges_sends_what_it_has(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     ZygoteMetrics(legacy_names=True).load_received({"ready": False, "generation": 0})
     assert _by_name(listener, 2) == {Z + "ready": (0, "g"), Z + "forker.generation": (0, "g")}
 
 
 def test_allow_list_is_applied_by_airflow(listener: StatsdListener, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__METRICS__METRICS_ALLOW_LIST", "zygote.parses")
-    _start_stats()
+    start_airflow_stats()
     metrics = ZygoteMetrics(legacy_names=True)
     metrics.session_connected()
     metrics.parse_finished("exited", {"fork_ms": 3.0})
@@ -172,7 +150,7 @@ def test_allow_list_is_applied_by_airflow(listener: StatsdListener, monkeypatch:
 
 def test_block_list_is_applied_by_airflow(listener: StatsdListener, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__METRICS__METRICS_BLOCK_LIST", "^dag_processing.zygote.parses")
-    _start_stats()
+    start_airflow_stats()
     metrics = ZygoteMetrics(legacy_names=True)
     metrics.parse_finished("exited", {"fork_ms": 3.0})
     metrics.session_connected()
@@ -182,7 +160,7 @@ def test_block_list_is_applied_by_airflow(listener: StatsdListener, monkeypatch:
 def test_tags_reach_a_tag_aware_backend(listener: StatsdListener, monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``statsd_influxdb_enabled`` Airflow appends the tags to the name: they travel with the call."""
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED", "True")
-    _start_stats()
+    start_airflow_stats()
     ZygoteMetrics(legacy_names=False).parse_bypassed("not_ready", "fail")
     listener.wait_for(lambda lines: len(lines) >= 3, 10, "three lines")
     assert Z + "bypassed,mode=fail,reason=not_ready" in listener.names()
@@ -190,6 +168,6 @@ def test_tags_reach_a_tag_aware_backend(listener: StatsdListener, monkeypatch: p
 
 
 def test_tag_values_are_made_safe_for_names(listener: StatsdListener) -> None:
-    _start_stats()
+    start_airflow_stats()
     ZygoteMetrics(legacy_names=True).load_received({"gauges": {"refused": {"odd code/with.dots": 1}}})
     assert set(_by_name(listener, 2)) == {Z + "refusals", Z + "refusals.odd_code_with__dots"}
