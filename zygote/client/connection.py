@@ -47,6 +47,7 @@ from protocol import (
 )
 from zygote.client.channels import LocalChannels
 from zygote.client.ledger import Ledger
+from zygote.client.metrics import ZygoteMetrics
 from zygote.client.tracker import RemoteTracker
 from zygote.config import Settings
 from zygote.handshake import config_fingerprint, versions
@@ -92,9 +93,10 @@ class ClientRequest:
 class ZygoteConnection:
     """Owns the DEALER socket and the relay thread."""
 
-    def __init__(self, settings: Settings, ledger: Ledger) -> None:
+    def __init__(self, settings: Settings, ledger: Ledger, metrics: ZygoteMetrics | None = None) -> None:
         self.settings = settings
         self.ledger = ledger
+        self.metrics = metrics or ZygoteMetrics.from_airflow_config()
         self.context: zmq.Context[Any] = zmq.Context()
         self._commands: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -281,6 +283,8 @@ class ZygoteConnection:
             self._on_exited(message)
         elif isinstance(message, Error):
             self._on_error(message)
+        elif isinstance(message, Heartbeat) and message.load:
+            self.metrics.load_received(message.load)
 
     def _on_welcome(self, welcome: Welcome) -> None:
         self._state = "ready"
@@ -288,6 +292,8 @@ class ZygoteConnection:
         self._why = ""
         self._outage_warned = False
         self._ready.set()
+        self.metrics.session_connected()
+        self.metrics.load_received(welcome.load)
         log.info("zygote.connected", endpoint=self.settings.socket, airflow=welcome.airflow, server=welcome.server)
 
     def _on_error(self, error: Error) -> None:
@@ -306,6 +312,7 @@ class ZygoteConnection:
     def _on_session_error(self, error: Error) -> None:
         if error.code in (ErrorCode.VERSION_MISMATCH.value, ErrorCode.CONFIG_MISMATCH.value):
             log.error("zygote.refused", code=error.code, reason=error.message)
+            self.metrics.session_refused(error.code)
             self._why = f"{error.code}: {error.message}"
             self._lose_connection(self._why, retry_in=REFUSED_RETRY_S)
         elif error.code == ErrorCode.HELLO_REQUIRED.value:
@@ -392,6 +399,8 @@ class ZygoteConnection:
         request.tracker.remote_pid = started.pid
         if not self._answer(request, started, None) or request.abandoned:
             self._send(Signal(id=started.id, signum=signal.SIGKILL))
+        else:
+            self.metrics.parse_started()
 
     def _on_output(self, output: Output) -> None:
         request = self._requests.get(output.id)
@@ -475,6 +484,7 @@ class ZygoteConnection:
             stats["dispatch_ms"] = (start - request.sent_at) * 1000
         if not request.abandoned:
             self.ledger.close(request.spawn.id, outcome, exit_code=exit_code, detail=detail, stats=stats)
+            self.metrics.parse_finished(outcome, stats)
         request.tracker.publish_exit(exit_code)
         request.channels.close_children()
 

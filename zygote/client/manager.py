@@ -60,6 +60,7 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
 
     def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:
         first = self.zygote_connection().note_fallback()
+        self.zygote_connection().metrics.parse_bypassed(exc.outcome, self.settings.fallback)
         if self.settings.fallback == "fail":
             if first:
                 log.warning("zygote.unavailable", reason=str(exc), fallback="fail")
