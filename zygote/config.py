@@ -188,6 +188,15 @@ OPTIONS: tuple[Option, ...] = (
         "roots and ``[dag_processor] dag_bundle_storage_path``.",
     ),
     Option("memory_sample_interval", "float", "0.1", "0.2", "Seconds between samples of each worker's USS/PSS."),
+    Option(
+        "spawn_timeout",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds a parse request may wait for the zygote to start its worker; after that the client "
+        "parses the file itself (``fallback = local``) or retries it later (``fail``). The "
+        "dag-processor's loop never waits for this: the request waits in the background.",
+    ),
 )
 
 
@@ -242,6 +251,7 @@ class Settings:
     fallback: str = "local"
     allowed_roots: tuple[str, ...] = field(default=())
     memory_sample_interval: float = 0.1
+    spawn_timeout: float = 5.0
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})

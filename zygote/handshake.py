@@ -12,6 +12,9 @@ import json
 import platform
 from typing import Any
 
+from protocol import Hello
+from zygote.config import Settings
+
 PARSE_SECTIONS = ("core", "secrets", "operators")
 """Sections read by parse code; compared whole, less :data:`IGNORED`."""
 
@@ -44,6 +47,22 @@ def versions() -> dict[str, Any]:
         "airflow": airflow_version,
         "python": platform.python_version(),
     }
+
+
+def client_hello(client: str, settings: Settings) -> Hello:
+    """The dag-processor's hello: versions, the compatibility map and what its workers inherit (SPEC 4a).
+
+    Built once per session: folding the configuration runs ``_cmd`` commands and secrets lookups.
+    """
+    from zygote.process_env import process_snapshot
+
+    process = process_snapshot(secrets=(settings.curve_client_secret_key,))
+    return Hello(client=client, role="client", config=config_fingerprint(), process=process, **versions())
+
+
+def control_hello(client: str) -> Hello:
+    """The ``status`` / ``reload`` tools' hello: versions only, nothing crosses."""
+    return Hello(client=client, role="control", **versions())
 
 
 def config_fingerprint() -> dict[str, str]:

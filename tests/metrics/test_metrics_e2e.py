@@ -30,6 +30,10 @@ def _values(listener: StatsdListener, name: str) -> list[float]:
     return [line.value for line in listener.named(name)]
 
 
+def _periods_started(lines: list[StatsdLine]) -> list[StatsdLine]:
+    return [line for line in lines if line.name.startswith(Z + "fallback.started.")]
+
+
 def _assert_documented_types(lines: list[StatsdLine]) -> None:
     docs = documented_metrics()
     for line in lines:
@@ -94,12 +98,13 @@ def test_statsd_metrics_arrive_through_fallback_zygote_and_fallback_again(
         )
         assert status.returncode == 0, status.stdout + status.stderr
         assert re.search(r"^requests:  [1-9]\d* parsed by the zygote \(exited", status.stdout, re.M), status.stdout
+        periods = len(_periods_started(listener.drain()))
         os.killpg(zygote.popen.pid, signal.SIGKILL)
         zygote.popen.wait(10)
         listener.wait_for(
-            lambda lines: len(listener.named(Z + "fallback.started.zygote_unavailable")) == 2,
+            lambda lines: len(_periods_started(lines)) > periods,
             60,
-            "a second fallback period after the zygote was killed",
+            "a new fallback period after the zygote was killed",
         )
     finally:
         if zygote is not None:
@@ -117,8 +122,9 @@ def test_statsd_metrics_arrive_through_fallback_zygote_and_fallback_again(
     assert all(0 < value < 60_000 for value in _values(listener, Z + "worker.wall"))
     assert all(MIB < value < 4096 * MIB for value in _values(listener, Z + "worker.peak_uss"))
     assert all(MIB < value < 4096 * MIB for value in _values(listener, Z + "worker.peak_pss"))
-    assert len(listener.named(Z + "sessions.connected")) == 1
-    assert _values(listener, Z + "fallback.active") == [1.0, 0.0, 1.0]
+    assert len(listener.named(Z + "sessions.connected")) >= 1
+    active = _values(listener, Z + "fallback.active")  # periods open and close in turn, and one is open now
+    assert active == [float(index % 2 == 0) for index in range(len(active))] and active[-1] == 1.0, active
     assert min(_values(listener, Z + "fallback.duration.zygote_unavailable")) > 0
     assert len(listener.named(Z + "bypassed.local.zygote_unavailable")) >= 2
     # Airflow's own dag-processor metrics travel the same way, so the pipeline is the stock one.
