@@ -25,6 +25,7 @@ from protocol import Error, ErrorCode, Signal, Spawn, Started
 from zygote.client.channels import LocalChannels
 from zygote.client.ledger import Ledger
 from zygote.client.local_child import start_local_child
+from zygote.client.metrics import ZygoteMetrics
 from zygote.client.notes import FallbackNotes
 from zygote.client.relay import ClientRequest, Relay
 from zygote.client.session import RECONNECT_S, Admission, Session, SessionState, admit
@@ -64,8 +65,11 @@ class ZygoteConnection:
         self.ledger = ledger
         self.notes = FallbackNotes()
         self.context: zmq.Context[Any] = zmq.Context()
-        self._session = Session(settings, self.context, client_hello("dag-processor", settings))
-        self._relay = Relay(ledger, self._session.send, self.notes, settings.fallback, start_local_child)
+        self.metrics = ZygoteMetrics.from_airflow_config()
+        self._session = Session(settings, self.context, client_hello("dag-processor", settings), self.metrics)
+        self._relay = Relay(
+            ledger, self._session.send, self.notes, settings.fallback, start_local_child, metrics=self.metrics
+        )
         self._commands: queue.SimpleQueue[_Submit | _Signal | None] = queue.SimpleQueue()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)

@@ -74,6 +74,7 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
 
     def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:
         fallback = self.settings.fallback
+        self.zygote_connection().metrics.parse_bypassed(exc.outcome, fallback)
         if self.zygote_connection().notes.first(exc.outcome):
             log.warning("zygote.unavailable", reason=str(exc), fallback=fallback)
         if fallback == "fail":

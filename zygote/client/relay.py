@@ -29,6 +29,7 @@ import zmq
 from protocol import MAX_DATA, Credit, Error, ErrorCode, Exited, Input, Message, Output, Signal, Spawn, Started
 from zygote.client.channels import LocalChannels
 from zygote.client.ledger import Ledger
+from zygote.client.metrics import ZygoteMetrics
 from zygote.client.notes import FallbackNotes
 from zygote.client.tracker import RemoteTracker
 from zygote.logs import get_logger
@@ -71,8 +72,10 @@ class Relay:
         notes: FallbackNotes,
         fallback: str,
         start_local: LocalStarter,
+        metrics: ZygoteMetrics | None = None,
     ) -> None:
         self.ledger = ledger
+        self.metrics = metrics or ZygoteMetrics.from_airflow_config()
         self.send = send
         self.notes = notes
         self.fallback = fallback
@@ -125,6 +128,7 @@ class Relay:
             return
         request.started = True
         request.tracker.set_remote_pid(started.pid)
+        self.metrics.parse_started()
 
     def on_output(self, output: Output) -> None:
         request = self.requests.get(output.id)
@@ -172,6 +176,7 @@ class Relay:
         self.requests.pop(request_id, None)
         self.ledger.close(request_id, outcome, detail=detail)
         fallback = self.fallback if allow_local else "fail"
+        self.metrics.parse_bypassed(outcome, fallback)
         if allow_local and self.notes.first(outcome):
             log.warning("zygote.unavailable", reason=f"{outcome}: {detail}", fallback=fallback, late=True)
         if fallback == "local":
@@ -272,6 +277,7 @@ class Relay:
         if isinstance(start, float):
             stats["dispatch_ms"] = (start - request.sent_at) * 1000
         self.ledger.close(request.spawn.id, outcome, exit_code=exit_code, detail=detail, stats=stats)
+        self.metrics.parse_finished(outcome, stats)
         request.tracker.publish_exit(exit_code)
         request.channels.close_children()
 

@@ -39,6 +39,7 @@ from protocol import (
     decode,
     encode,
 )
+from zygote.client.metrics import ZygoteMetrics
 from zygote.config import Settings
 from zygote.logs import get_logger
 from zygote.transport import connect_dealer
@@ -119,8 +120,11 @@ def admit(availability: Availability, sent_since_load: int, now: float) -> Admis
 class Session:
     """One DEALER at a time; relay thread only. ``availability`` is the snapshot for other threads."""
 
-    def __init__(self, settings: Settings, context: zmq.Context[Any], hello: Hello) -> None:
+    def __init__(
+        self, settings: Settings, context: zmq.Context[Any], hello: Hello, metrics: ZygoteMetrics | None = None
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics or ZygoteMetrics.from_airflow_config()
         self.context = context
         self._hello = hello
         self.state = SessionState.DOWN
@@ -244,6 +248,7 @@ class Session:
                 self._load = dict(message.load)
                 self._block = None
                 self._publish(new_load=True)
+                self.metrics.load_received(message.load)
         elif isinstance(message, Error) and not message.id:
             self._on_session_error(message)
         else:
@@ -258,11 +263,14 @@ class Session:
         self._load = dict(welcome.load)
         self._move(SessionState.READY)
         self._publish(new_load=True)
+        self.metrics.session_connected()
+        self.metrics.load_received(welcome.load)
         log.info("zygote.connected", endpoint=self.settings.socket, airflow=welcome.airflow, server=welcome.server)
 
     def _on_session_error(self, error: Error) -> None:
         if error.code in (ErrorCode.VERSION_MISMATCH.value, ErrorCode.CONFIG_MISMATCH.value):
             log.error("zygote.refused", code=error.code, reason=error.message)
+            self.metrics.session_refused(error.code)
             self.lost = f"{error.code}: {error.message}", REFUSED_RETRY_S
         elif error.code == ErrorCode.HELLO_REQUIRED.value:
             self.lost = "the zygote restarted", 0.0
