@@ -189,6 +189,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("memory_sample_interval", "float", "0.1", "0.2", "Seconds between samples of each worker's USS/PSS."),
     Option(
+        "spawn_timeout",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds a parse request may wait for the zygote to start its worker; after that the client "
+        "parses the file itself (``fallback = local``) or retries it later (``fail``). The "
+        "dag-processor's loop never waits for this: the request waits in the background.",
+    ),
+    Option(
         "warmup_timeout",
         "float",
         "120",
@@ -250,6 +259,7 @@ class Settings:
     fallback: str = "local"
     allowed_roots: tuple[str, ...] = field(default=())
     memory_sample_interval: float = 0.1
+    spawn_timeout: float = 5.0
     warmup_timeout: float = 120.0
 
 

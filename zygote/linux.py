@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 _PR_SET_THP_DISABLE = 41
 _PR_GET_THP_DISABLE = 42
 
@@ -45,6 +46,11 @@ def set_parent_death_signal(signum: int) -> None:
 def become_subreaper() -> None:
     """Orphaned descendants are re-parented to this process (so it can reap and kill them)."""
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def make_undumpable() -> None:
+    """No core dumps and no same-uid ``ptrace`` or ``/proc/<pid>/mem|environ`` reads of this process."""
+    _prctl(_PR_SET_DUMPABLE, 0)
 
 
 def native_thread_count() -> int:
