@@ -91,7 +91,9 @@ def test_a_refused_fork_answers_that_request_and_the_forker_keeps_serving(
     finally:
         resource.prlimit(forker_pid, resource.RLIMIT_NOFILE, (soft, hard))
     assert _started_then_killed(raw, "after", path).outcome == "killed"
-    assert zygote.status()["forker"]["pid"] == forker_pid  # the same generation serves on
+    forker = zygote.status()["forker"]
+    assert forker["pid"] == forker_pid  # the same generation serves on
+    assert forker["thp_disabled"] is True  # inherited by every worker: no 2 MiB copy-on-write faults
 
 
 def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_path: Path, driver: ParseDriver) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,17 +67,21 @@ def test_a_probe_that_could_not_start_puts_its_batch_back(tmp_path: Path) -> Non
     assert preloader.take_batch() == ["zt_a", "zt_b"]
 
 
-def test_verified_modules_are_imported_and_remembered(tmp_path: Path) -> None:
+def test_verified_modules_are_imported_and_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "zt_unit_promoted.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "zt_unit_promoted", raising=False)
     state = tmp_path / "state.json"
-    preloader = Preloader(ApprovedPatterns(["json", "colorsys"]), ["colorsys", "pandasx"], str(state))
-    preloader.request_eager(["colorsys", "pandasx_unapproved"])
+    approved = ApprovedPatterns(["zt_unit_*"])
+    preloader = Preloader(approved, ["zt_unit_promoted"], str(state))
+    preloader.request_eager(["zt_unit_promoted", "pandasx_unapproved"])
     assert preloader.records["pandasx_unapproved"].reason == NOT_APPROVED
-    assert preloader.take_batch() == ["colorsys"]
-    preloader.on_probe_report(_report("colorsys", ok=True))
-    assert preloader.promote_verified() == ["colorsys"]
-    assert json.loads(state.read_text()) == {"loaded": ["colorsys"], "rejected_in_forker": {}}
-    again = Preloader(ApprovedPatterns(["json", "colorsys"]), [], str(state))
-    assert again.loaded_from_state_file() == ["colorsys"]
+    assert preloader.take_batch() == ["zt_unit_promoted"]
+    preloader.on_probe_report(_report("zt_unit_promoted", ok=True))
+    assert preloader.promote_verified() == ["zt_unit_promoted"]
+    assert "zt_unit_promoted" in sys.modules
+    assert json.loads(state.read_text()) == {"loaded": ["zt_unit_promoted"], "rejected_in_forker": {}}
+    assert Preloader(approved, [], str(state)).loaded_from_state_file() == ["zt_unit_promoted"]
 
 
 def test_a_module_unsafe_in_the_forker_stays_rejected_across_generations(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import gc
+import math
 import os
 import selectors
 import signal
@@ -48,8 +49,10 @@ from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import FINAL_BUDGET, ChildReader
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds
 from zygote.forker.probe import ProbeRunner
+from zygote.forker.ready import generation_config
 from zygote.forker.worker import ChannelPairs, WorkerLimits, worker_body
 from zygote.forker.worker_table import Action, KillGroup, KillWorker, SendExited, Worker, WorkerTable
+from zygote.handshake import versions
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -91,6 +94,7 @@ class Forker:
         from zygote.forker.warmup import run_warmup
 
         linux.become_subreaper()
+        linux.disable_transparent_huge_pages()
         self._install_signals()
         self.preloader.observe(run_warmup(self.settings.warmup_timeout))
         self.preloader.observe(self.preloader.loaded_from_state_file())
@@ -120,9 +124,6 @@ class Forker:
         self.selector.register(self.wakeup_r, selectors.EVENT_READ, self._read_signals)
 
     def ready_message(self) -> Ready:
-        from zygote.forker.ready import generation_config
-        from zygote.handshake import versions
-
         ours = versions()
         return Ready(
             generation=self.generation,
@@ -160,13 +161,20 @@ class Forker:
         self._act(self.table.expire(now))
         if now >= self.next_sample_at:
             self._sample_memory()
-            self.next_sample_at = now + self.settings.memory_sample_interval
+            sampling = self.settings.worker_memory_limit > 0
+            self.next_sample_at = now + self.settings.memory_sample_interval if sampling else math.inf
         if self.drain_at is not None and now >= self.drain_at and len(self.table):
             self._act(self.table.kill_all(Outcome.DRAIN_TIMEOUT))
             self.drain_at = None
         self.probes.on_timer(now)
 
     def _sample_memory(self) -> None:
+        """Enforce ``worker_memory_limit`` from samples; without a limit, sample nothing.
+
+        A ``smaps_rollup`` read costs milliseconds for a worker that maps the forker's heap, in
+        the thread that forks; without a limit the worker's own end-of-parse report gives its
+        USS/PSS once.
+        """
         limit = self.settings.worker_memory_limit * 2**20
         for pid in self.table.pids():
             memory = linux.smaps_memory(pid)
@@ -386,6 +394,7 @@ class Forker:
                 "state": "draining" if self.drain_at is not None else "ready",
                 "running": len(self.table),
                 "fork_failures": self.fork_failures,
+                "thp_disabled": linux.transparent_huge_pages_disabled(),
             },
             "preload": self.preloader.status(),
             "import_costs": dict(top_costs),
