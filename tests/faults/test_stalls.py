@@ -38,8 +38,10 @@ class Stalls:
     zygote: ZygoteProcess | None = None
 
     def ensure_zygote(self) -> ZygoteProcess:
+        """Started once for the module, kept (and stopped at the end) even if it is slow to get ready."""
         if self.zygote is None:
-            self.zygote = ZygoteProcess.start(self.side.zygote_home.env, self.root / "zygote.log")
+            self.zygote = ZygoteProcess.start(self.side.zygote_home.env, self.root / "zygote.log", wait=False)
+        self.zygote.wait_healthy(240)
         return self.zygote
 
     def wait_remote(self, count: int = 4, timeout: float = 90.0) -> None:
@@ -127,11 +129,13 @@ def test_forker_sigstopped_40s(stalls: Stalls) -> None:
 def test_gateway_sigstopped_20s(stalls: Stalls) -> None:
     zygote = stalls.ensure_zygote()
     stalls.wait_remote()
-    os.kill(zygote.popen.pid, signal.SIGSTOP)
+    gateway = zygote.status(timeout=10)["gateway"]["pid"]
+    assert gateway == zygote.popen.pid  # `serve` execs the gateway: the process this test started
+    os.kill(gateway, signal.SIGSTOP)
     try:
         start, end = _window(20)
     finally:
-        os.kill(zygote.popen.pid, signal.SIGCONT)
+        os.kill(gateway, signal.SIGCONT)
     _assert_absorbed(stalls, stalls.side.measure("gateway_sigstopped_20s", start, end))
     stalls.wait_remote()
 
