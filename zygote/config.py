@@ -84,9 +84,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_queued",
         "integer",
-        "1024",
-        "256",
-        "Requests that may wait for a worker. Beyond it a request is answered ``overloaded``.",
+        "8",
+        "32",
+        "Requests that may wait for a worker while all ``max_workers`` run: a short queue, so a full zygote "
+        "answers ``overloaded`` at once and the dag-processor parses the file itself instead of waiting.",
     ),
     Option(
         "worker_timeout",
@@ -241,7 +242,7 @@ class Settings:
     curve_client_secret_key: str = ""
     curve_allowed_clients: tuple[str, ...] = ()
     max_workers: int = 16
-    max_queued: int = 1024
+    max_queued: int = 8
     worker_timeout: float = 900.0
     worker_memory_limit: int = 0
     worker_cpu_limit: int = 0
