@@ -81,3 +81,17 @@ def test_unknown_internal_ids_change_nothing() -> None:
     table = RequestTable()
     assert table.exited("r99", Exited(id="r99", exit_code=0, outcome="exited"), 1.0) is None
     assert table.by_internal("r99") is None and table.of_client(b"c") == []
+
+
+def test_the_oldest_unanswered_spawn_of_a_generation_is_what_a_stall_is_measured_from() -> None:
+    table = RequestTable()
+    first, second, other = (table.accept(b"c", _spawn(name), 1.0) for name in ("a", "b", "c"))
+    for request in (first, second, other):
+        table.admit(request)
+        assert table.next_queued() is request
+    table.dispatch(first, 1, now=10.0)
+    table.dispatch(second, 1, now=12.0)
+    table.dispatch(other, 2, now=5.0)
+    assert table.oldest_unanswered(1) == 10.0
+    assert table.oldest_unanswered(2) == 5.0
+    assert table.oldest_unanswered(3) is None

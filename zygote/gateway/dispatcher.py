@@ -31,6 +31,9 @@ log = get_logger(__name__)
 
 VALID_SIGNALS = frozenset(int(signum) for signum in signal.valid_signals())
 CREDIT_WINDOW = 4 * 1024 * 1024
+FORKER_STALL_S = 2.0
+"""A spawn the serving forker has not answered for this long means it is stopped or starved (a fork
+takes milliseconds): new spawns are refused ``not_ready`` at once until it answers again."""
 RECENT_WORKERS = 4096
 """Worker pids remembered after they ended, to recognise a signal a worker sent just before dying."""
 
@@ -76,6 +79,9 @@ class Dispatcher:
             return ErrorCode.SHUTTING_DOWN, "the zygote is shutting down"
         if self.pool.serving() is None:
             return ErrorCode.NOT_READY, "no forker generation is ready (starting, restarting after a crash, or retired)"
+        stalled = self.stalled_for(time.monotonic())
+        if stalled >= FORKER_STALL_S:
+            return ErrorCode.NOT_READY, f"the forker has not answered a spawn for {stalled:.1f} s (stopped or starved)"
         capacity = self.settings.max_workers + self.settings.max_queued
         if self.requests.running + self.requests.waiting > capacity:  # the new request is among them
             text = f"all {self.settings.max_workers} workers are busy and {self.settings.max_queued} requests wait"
@@ -85,7 +91,7 @@ class Dispatcher:
     def load(self, draining: bool) -> dict[str, Any]:
         """What the gateway can take now (SPEC 4b), for ``welcome`` and heartbeats."""
         forker = self.pool.serving()
-        ready = forker is not None and not draining
+        ready = forker is not None and not draining and self.stalled_for(time.monotonic()) < FORKER_STALL_S
         running, queued = self.requests.running, self.requests.waiting
         max_workers, max_queued = self.settings.max_workers, self.settings.max_queued
         return {
@@ -97,6 +103,19 @@ class Dispatcher:
             "max_queued": max_queued,
             "generation": forker.generation if ready and forker is not None else 0,
         }
+
+    def stalled_for(self, now: float) -> float:
+        """How long the serving forker has owed an answer to a spawn (0 when it owes none)."""
+        forker = self.pool.serving()
+        oldest = self.requests.oldest_unanswered(forker.generation) if forker is not None else None
+        return 0.0 if oldest is None else now - oldest
+
+    def stall_deadline(self) -> float | None:
+        """When the serving forker will count as stalled if it does not answer first (a timer for the loop)."""
+        forker = self.pool.serving()
+        oldest = self.requests.oldest_unanswered(forker.generation) if forker is not None else None
+        deadline = None if oldest is None else oldest + FORKER_STALL_S
+        return deadline if deadline is not None and deadline > time.monotonic() else None  # passed: no busy loop
 
     def _path_checked(self, request: Request, problem: str) -> None:
         if request.replied:
@@ -121,7 +140,7 @@ class Dispatcher:
             request = self.requests.next_queued()
             if request is None:
                 return
-            self.requests.dispatch(request, forker.generation)
+            self.requests.dispatch(request, forker.generation, time.monotonic())
             forker.send(replace(request.spawn, id=request.internal_id))
             request.spawn = replace(request.spawn, process={})  # the forker has it; the gateway forgets it
 

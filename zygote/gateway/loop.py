@@ -166,7 +166,12 @@ class Gateway:
 
     def _timeout_ms(self) -> int:
         now = time.monotonic()
-        deadlines = [now + self.settings.heartbeat_interval, self.pool.restart_at, self.status_waits.next_deadline()]
+        deadlines = [
+            now + self.settings.heartbeat_interval,
+            self.pool.restart_at,
+            self.status_waits.next_deadline(),
+            self.dispatcher.stall_deadline(),
+        ]
         return max(0, int((min(d for d in deadlines if d is not None) - now) * 1000))
 
     def _on_timers(self, now: float) -> None:

@@ -40,6 +40,8 @@ class Request:
     accepted_at: float
     state: RequestState = RequestState.CHECKING
     generation: int = 0
+    dispatched_at: float = 0.0
+    """When the forker was asked to fork it (monotonic): a forker that never answers is a stalled one."""
     pid: int = 0
     relay: Relay | None = None
     exited: Exited | None = None
@@ -121,13 +123,23 @@ class RequestTable:
         _, request = self._queue.popitem(last=False)
         return request
 
-    def dispatch(self, request: Request, generation: int) -> None:
+    def dispatch(self, request: Request, generation: int, now: float = 0.0) -> None:
         """QUEUED -> DISPATCHED: a forker of ``generation`` now owes a terminal."""
         self._queue.pop(request.internal_id, None)
         request.state = RequestState.DISPATCHED
         request.generation = generation
+        request.dispatched_at = now
         request.slot_open = True
         self.running += 1
+
+    def oldest_unanswered(self, generation: int) -> float | None:
+        """When the longest-waiting spawn of ``generation`` was sent to its forker, if one still waits."""
+        waiting = [
+            r.dispatched_at
+            for r in self._by_internal.values()
+            if r.state is RequestState.DISPATCHED and r.generation == generation and not r.replied
+        ]
+        return min(waiting, default=None)
 
     def started(self, internal_id: str, pid: int, relay: Relay) -> Request | None:
         """DISPATCHED -> RUNNING; None (and the relay closed) when nobody waits for it any more."""
