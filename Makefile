@@ -7,7 +7,7 @@ AIRFLOW := $(VENV)/bin/airflow
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean constraints faults
+.PHONY: install run test lint format bench clean constraints faults containers
 
 install: $(STAMP)
 
@@ -43,6 +43,17 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m zygote.bench.corpus bench-results/corpus
 	$(AIRFLOW) zygote bench --dags bench-results/corpus --rounds 5 --output bench-results/bench.json
+
+# The image from deploy/Dockerfile and the sidecar pair run for real in podman
+# (tests/deploy/test_containers.py). Installs podman, runc and mmdebstrap when missing; builds a
+# stand-in base image (deploy/standin/) since no image registry is reachable; caches the Debian rootfs
+# in build/containers. Needs root.
+CONTAINERS_WORK := $(CURDIR)/build/containers
+containers: $(STAMP)
+	command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap; }
+	WORK=$(CONTAINERS_WORK) deploy/standin/build.sh
+	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy/test_containers.py $(PYTEST_ARGS)
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 constraints: $(STAMP)

@@ -1,0 +1,200 @@
+"""Podman for the container tests: the stand-in base, the deploy image, containers, and waiting on them.
+
+Podman runs with the ``containers.conf`` that ``deploy/standin/build.sh`` writes (runc, cgroupfs, no
+systemd, nofile/nproc ulimits at the machine's own hard limits). Without systemd nothing runs
+health checks on a timer, so the tests run ``podman healthcheck run`` themselves: that is the
+image's HEALTHCHECK command, run the way the timer would, and it moves the container's health
+status the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+WORK = Path(os.environ.get("ZYGOTE_CONTAINERS_WORK", REPO / "build" / "containers"))
+STANDIN_IMAGE = "localhost/airflow-standin:3.3.2-python3.11"
+IMAGE = "localhost/airflow-zygote:containers-test"
+BUILD_TIMEOUT_S = 1500.0
+COMMAND_TIMEOUT_S = 300.0
+
+T = TypeVar("T")
+
+
+def podman_path() -> str:
+    podman = shutil.which("podman")
+    if podman is None:
+        pytest.fail("podman is not installed: run `make containers`, which installs it")
+    return podman
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(WORK / "containers.conf")}
+
+
+def podman(*args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [podman_path(), *args], env=podman_env(), capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def build_images() -> str:
+    """The stand-in base, then deploy/Dockerfile on it (the production file, base as a build argument)."""
+    env = {**podman_env(), "WORK": str(WORK)}
+    base = subprocess.run(
+        [str(REPO / "deploy" / "standin" / "build.sh"), STANDIN_IMAGE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BUILD_TIMEOUT_S,
+        check=False,
+    )
+    assert base.returncode == 0, base.stdout[-4000:] + base.stderr[-4000:]
+    limits = _ulimits()
+    podman(
+        "build",
+        "--format",
+        "docker",
+        "--network",
+        "host",
+        "--layers",
+        *limits,
+        "--build-arg",
+        f"AIRFLOW_BASE_IMAGE={STANDIN_IMAGE}",
+        "--ignorefile",
+        str(REPO / "deploy" / "Dockerfile.dockerignore"),
+        "-f",
+        str(REPO / "deploy" / "Dockerfile"),
+        "-t",
+        IMAGE,
+        str(REPO),
+        timeout=BUILD_TIMEOUT_S,
+    )
+    return IMAGE
+
+
+def _ulimits() -> list[str]:
+    """The explicit ulimits build.sh chose for this machine (its containers.conf), for ``podman build``."""
+    conf = (WORK / "containers.conf").read_text()
+    return [arg for limit in re.findall(r'"((?:nofile|nproc)=[^"]+)"', conf) for arg in ("--ulimit", limit)]
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 1.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Container:
+    """One container of the pair, by name; removed by ``Pair.close``."""
+
+    name: str
+
+    def inspect(self) -> dict[str, Any]:
+        data: list[dict[str, Any]] = json.loads(podman("inspect", "--type", "container", self.name).stdout)
+        return data[0]
+
+    def state(self) -> dict[str, Any]:
+        state: dict[str, Any] = self.inspect()["State"]
+        return state
+
+    def health(self) -> str:
+        state = self.state()
+        health = state.get("Health") or state.get("Healthcheck") or {}
+        return str(health.get("Status", ""))
+
+    def healthcheck(self) -> int:
+        """One run of the image's HEALTHCHECK (what systemd's timer would run): 0 healthy, 1 not."""
+        return podman("healthcheck", "run", self.name, check=False, timeout=120).returncode
+
+    def exec(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return podman("exec", self.name, *command, check=check)
+
+    def status(self) -> dict[str, Any] | None:
+        result = self.exec("airflow", "zygote", "status", "--json", check=False)
+        try:
+            report: dict[str, Any] = json.loads(result.stdout)
+        except json.JSONDecodeError:
+            return None
+        return report
+
+    def logs(self) -> str:
+        result = podman("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+
+@dataclass
+class Pair:
+    """The zygote and the dag-processor, as deploy/ wires them: shared socket volume, DAGs at one path."""
+
+    image: str
+    root: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    names: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+
+    @property
+    def dags(self) -> Path:
+        return self.root / "dags"
+
+    def volume(self, purpose: str) -> str:
+        name = f"zygote-test-{purpose}-{self.tag}"
+        if name not in self.volumes:
+            podman("volume", "create", name)
+            self.volumes.append(name)
+        return name
+
+    def run(self, role: str, *args: str, command: tuple[str, ...] = ()) -> Container:
+        name = f"zygote-test-{role}-{self.tag}"
+        podman("run", "-d", "--name", name, "--network", "none", *args, self.image, *command)
+        self.names.append(name)
+        return Container(name)
+
+    def run_once(self, *args: str, command: tuple[str, ...], timeout: float = COMMAND_TIMEOUT_S) -> str:
+        result = podman("run", "--rm", "--network", "none", *args, self.image, *command, timeout=timeout)
+        return result.stdout + result.stderr
+
+    def close(self) -> None:
+        for name in reversed(self.names):
+            podman("rm", "-f", "-t", "0", name, check=False)
+        for volume in self.volumes:
+            podman("volume", "rm", "-f", volume, check=False)
+
+
+def env_args(env: dict[str, str]) -> list[str]:
+    return [arg for key, value in sorted(env.items()) for arg in ("-e", f"{key}={value}")]
+
+
+def rows(db: Path, query: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on a SQLite DB a container may be writing (read-only, retried while locked)."""
+    for _ in range(30):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+                return sorted(conn.execute(query).fetchall(), key=repr)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            time.sleep(1)
+    raise AssertionError(f"{db} stayed locked")
