@@ -39,7 +39,9 @@ class Session:
     name: str
     role: str
     last_seen: float
-    last_sent: float
+    last_load: float
+    """When this session last got ``load`` (welcome or heartbeat): every ``heartbeat_interval``, busy or idle,
+    because the client counts the spawns it sends against the last load it saw."""
     process: dict[str, Any] = field(default_factory=dict, repr=False)
     fd: int = -1
     """The connection's fd inside libzmq (``SRCFD``), matched against disconnect events."""
@@ -99,12 +101,12 @@ class Sessions:
         log.info("client.connected", client=hello.client, role=hello.role)
 
     def heartbeat(self, now: float, timeout: float, interval: float, load: dict[str, Any]) -> None:
-        """Heartbeat idle sessions; note (once) those silent past ``timeout``, but keep them."""
+        """Send every session a fresh ``load`` each ``interval``; note (once) those silent past ``timeout``, but keep them."""
         for client, session in list(self._sessions.items()):
             if now - session.last_seen > timeout and not session.silent:
                 session.silent = True
                 log.warning("client.silent", client=session.name, silent_s=round(now - session.last_seen, 1))
-            if now - session.last_sent >= interval:
+            if now - session.last_load >= interval:
                 self.send(client, Heartbeat(load=load))
 
     def broadcast(self, message: Message) -> None:
@@ -140,8 +142,8 @@ class Sessions:
             log.error("client.send_failed", error=str(exc), type=message.TYPE)
             return
         session = self._sessions.get(client)
-        if session is not None:
-            session.last_sent = time.monotonic()
+        if session is not None and isinstance(message, Heartbeat | Welcome):
+            session.last_load = time.monotonic()
 
 
 def _refusal(hello: Hello, handshake: Handshake) -> tuple[str, ErrorCode]:
