@@ -1,4 +1,4 @@
-"""From raw rounds to the figures the report shows: per-side summaries, zygote/stock ratios, targets.
+"""From raw rounds to the figures the report shows: per-side summaries and zygote/stock ratios.
 
 Pure functions over :class:`RoundResult` lists, so they are unit-testable without running anything.
 The first round of each side is "cold" (fresh zygote, empty preload set, cold page cache for the
