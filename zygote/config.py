@@ -84,9 +84,10 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "max_queued",
         "integer",
-        "1024",
-        "256",
-        "Requests that may wait for a worker. Beyond it a request is answered ``overloaded``.",
+        "8",
+        "32",
+        "Requests that may wait for a worker while all ``max_workers`` run: a short queue, so a full zygote "
+        "answers ``overloaded`` at once and the dag-processor parses the file itself instead of waiting.",
     ),
     Option(
         "worker_timeout",
@@ -188,6 +189,23 @@ OPTIONS: tuple[Option, ...] = (
         "roots and ``[dag_processor] dag_bundle_storage_path``.",
     ),
     Option("memory_sample_interval", "float", "0.1", "0.2", "Seconds between samples of each worker's USS/PSS."),
+    Option(
+        "spawn_timeout",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds a parse request may wait for the zygote to start its worker; after that the client "
+        "parses the file itself (``fallback = local``) or retries it later (``fail``). The "
+        "dag-processor's loop never waits for this: the request waits in the background.",
+    ),
+    Option(
+        "warmup_timeout",
+        "float",
+        "120",
+        "60",
+        "Seconds the forker waits for its warm-up parse at start-up before killing it and starting "
+        "without the modules it would have learned (a hanging cluster policy must not hang start-up).",
+    ),
 )
 
 
@@ -224,7 +242,7 @@ class Settings:
     curve_client_secret_key: str = ""
     curve_allowed_clients: tuple[str, ...] = ()
     max_workers: int = 16
-    max_queued: int = 1024
+    max_queued: int = 8
     worker_timeout: float = 900.0
     worker_memory_limit: int = 0
     worker_cpu_limit: int = 0
@@ -242,6 +260,8 @@ class Settings:
     fallback: str = "local"
     allowed_roots: tuple[str, ...] = field(default=())
     memory_sample_interval: float = 0.1
+    spawn_timeout: float = 5.0
+    warmup_timeout: float = 120.0
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})

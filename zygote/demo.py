@@ -3,6 +3,8 @@
 Sets up an Airflow home under ``.run/`` (``airflow db migrate`` the first time), starts
 ``airflow zygote serve`` and ``airflow zygote dag-processor``, prints what the first pass found
 and the zygote's status, then keeps both running until Ctrl-C, which stops them cleanly.
+Airflow's ``[metrics]`` StatsD output goes to a small UDP listener here, so the first report also
+shows the ``dag_processing.zygote.*`` metrics the dag-processor sent (README, "Metrics").
 ``--once`` parses every file once and exits (used by the smoke test).
 """
 
@@ -11,9 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +28,8 @@ RUN_DIR = Path(".run")
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     home = Path(args.home).resolve()
-    env = _environment(home)
+    tap = MetricsTap()
+    env = _environment(home, tap.port)
     _migrate(env, home)
     zygote = _spawn(["zygote", "serve"], env, home / "zygote.log")
     processor: subprocess.Popen[bytes] | None = None
@@ -37,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         processor = _spawn(["zygote", "dag-processor", *runs], env, home / "dag-processor.log")
         _wait_first_pass(processor, home, once=args.once)
         _report(env, home)
+        tap.report()
         if not args.once:
             print("\nRunning; Ctrl-C stops both.")
             processor.wait()
@@ -54,7 +60,37 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _environment(home: Path) -> dict[str, str]:
+class MetricsTap:
+    """A UDP StatsD listener on 127.0.0.1 that keeps the last line of each zygote metric it received."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self.received: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._receive, name="metrics-tap", daemon=True).start()
+
+    def _receive(self) -> None:
+        while True:
+            for line in self.sock.recv(65536).decode(errors="replace").splitlines():
+                name = line.partition(":")[0]
+                if ".dag_processing.zygote." in name:
+                    with self._lock:
+                        count = self.received.get(name, (0, ""))[0]
+                        self.received[name] = (count + 1, line)
+
+    def report(self) -> None:
+        with self._lock:
+            received = dict(self.received)
+        print(f"\nMetrics received on udp://127.0.0.1:{self.port} (dag_processing.zygote.*: count, last line):")
+        if not received:
+            print("  none: is the statsd package installed (pip install 'apache-airflow[statsd]')?")
+        for _, (count, line) in sorted(received.items()):
+            print(f"  {count:>5}  {line}")
+
+
+def _environment(home: Path, statsd_port: int) -> dict[str, str]:
     import airflow.example_dags
 
     home.mkdir(parents=True, exist_ok=True)
@@ -67,6 +103,9 @@ def _environment(home: Path) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(Path(airflow.example_dags.__file__).parent),
             "AIRFLOW__ZYGOTE__SOCKET": f"ipc://{home / 'zygote' / 'zygote.sock'}",
             "AIRFLOW__ZYGOTE__PRELOAD_STATE_FILE": str(home / "zygote" / "preload.json"),
+            "AIRFLOW__METRICS__STATSD_ON": "True",
+            "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+            "AIRFLOW__METRICS__STATSD_PORT": str(statsd_port),
         }
     )
     return env

@@ -24,7 +24,7 @@ from e2e_support import (
 )
 from zygote_harness import AIRFLOW, socket_endpoint
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 SHARED_SETTINGS = {
     # Some operators build template_fields from a set, so their order follows the hash seed: two

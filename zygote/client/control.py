@@ -12,7 +12,6 @@ import zmq
 from protocol import (
     Ack,
     Error,
-    Hello,
     Message,
     ProtocolError,
     Reload,
@@ -23,7 +22,7 @@ from protocol import (
     encode,
 )
 from zygote.config import Settings
-from zygote.handshake import versions
+from zygote.handshake import control_hello
 from zygote.transport import connect_dealer
 
 
@@ -51,18 +50,7 @@ def _request(settings: Settings, message: StatusRequest | Reload, timeout_s: flo
     dealer = connect_dealer(context, settings, identity)
     deadline = time.monotonic() + timeout_s
     try:
-        ours = versions()
-        dealer.send(
-            encode(
-                Hello(
-                    client=identity.decode(),
-                    role="control",
-                    protocol=ours["protocol"],
-                    airflow=ours["airflow"],
-                    python=ours["python"],
-                )
-            )
-        )
+        dealer.send(encode(control_hello(identity.decode())))
         _expect(dealer, Welcome, deadline, settings)
         dealer.send(encode(message))
         return _expect(dealer, (StatusReply, Ack), deadline, settings)

@@ -1,9 +1,17 @@
 """``DagFileProcessorManager`` with parse children from the zygote.
 
-Only two methods differ from Airflow's: ``_create_process`` (ask the zygote, fall back per
-``[zygote] fallback``) and ``end`` (stock ``end()`` kills local pids, which for remote workers is
-meaningless or, worse, hits an unrelated local process). The rest of the loop — file queue, DB
-writes, callbacks, timeouts, stats — is Airflow's.
+What differs from Airflow's: ``_create_process`` (ask the zygote; it decides at once and never
+waits for a fork; fall back per ``[zygote] fallback``), ``end`` (stock ``end()`` kills local
+pids, which for remote workers is meaningless or, worse, hits an unrelated local process),
+``before_run`` (the first handshake runs while bundles are prepared) and
+``handle_parsing_result`` (under ``fallback = fail`` a parse the zygote could not take is "not
+now": its callbacks wait for the next attempt and it does not count as a parse, so an outage never
+makes DAGs stale). The rest of the loop (file queue, DB writes, callbacks, timeouts, stats) is
+Airflow's.
+
+Metrics hook points (issue 16): per parse, where the relay closes a ledger entry
+(``Relay.finish``/``Relay.refuse``: outcome, dispatch_ms, stats); per session, where the session
+changes state (``Session._move``) and where fallbacks are counted (``FallbackNotes.counts``).
 """
 
 from __future__ import annotations
@@ -30,8 +38,14 @@ log = get_logger(__name__)
 @attrs.define(kw_only=True)
 class ZygoteDagFileProcessorManager(DagFileProcessorManager):
     settings: Settings = attrs.field(factory=load_settings)
-    ledger: Ledger = attrs.field(factory=Ledger, init=False)
+    ledger: Ledger = attrs.field(factory=Ledger)
+    """Bounded by default; the bench and tests pass ``Ledger(window=None)`` to keep every entry."""
     _connection: ZygoteConnection | None = attrs.field(default=None, init=False)
+
+    def before_run(self) -> None:
+        connection = self.zygote_connection()
+        super().before_run()
+        connection.wait_ready(self.settings.connect_timeout)
 
     def _create_process(self, dag_file: DagFileInfo) -> DagFileProcessorProcess:
         logger, logger_filehandle = self._get_logger_for_dag_file(dag_file)
@@ -59,17 +73,23 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
             return self._fall_back(kwargs, exc)
 
     def _fall_back(self, kwargs: dict[str, Any], exc: ZygoteUnavailable) -> DagFileProcessorProcess:
-        first = self.zygote_connection().note_fallback()
-        if self.settings.fallback == "fail":
-            if first:
-                log.warning("zygote.unavailable", reason=str(exc), fallback="fail")
+        fallback = self.settings.fallback
+        self.zygote_connection().metrics.parse_bypassed(exc.outcome, fallback)
+        if self.zygote_connection().notes.first(exc.outcome):
+            log.warning("zygote.unavailable", reason=str(exc), fallback=fallback)
+        if fallback == "fail":
             kwargs.pop("path")
             kwargs.pop("bundle_path")
-            kwargs.pop("callbacks")
-            return ZygoteDagFileProcessorProcess.failed(reason=str(exc), **kwargs)
-        if first:
-            log.warning("zygote.unavailable", reason=str(exc), fallback="local")
+            return ZygoteDagFileProcessorProcess.not_started(reason=str(exc), **kwargs)
         return DagFileProcessorProcess.start(**kwargs)
+
+    def handle_parsing_result(self, file: DagFileInfo, proc: DagFileProcessorProcess, **kwargs: Any) -> None:
+        """A parse that never ran keeps its callbacks and leaves the file's stats untouched."""
+        if isinstance(proc, ZygoteDagFileProcessorProcess) and proc.never_ran:
+            if proc.kept_callbacks:
+                self._callback_to_execute[file] = proc.kept_callbacks + self._callback_to_execute.get(file, [])
+            return
+        super().handle_parsing_result(file, proc, **kwargs)
 
     def zygote_connection(self) -> ZygoteConnection:
         """Created on first use: after any daemonizing fork, inside the process that parses."""
@@ -78,7 +98,7 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
         return self._connection
 
     def end(self) -> None:
-        """Kill local fallback children by pid; remote workers through the zygote."""
+        """Kill local children by pid (fallbacks and late local takeovers); remote workers through the zygote."""
         local = [p.pid for p in self._processors.values() if not getattr(p, "is_remote", False) and p.pid]
         if local:
             kill_child_processes_by_pids(local)

@@ -2,8 +2,9 @@
 
 Everything after ``start()`` is Airflow's: the process object is built exactly as
 ``WatchedSubprocess.start`` builds it in the parent (same constructor arguments, same pipe readers
-in the manager's selector), then ``_on_child_started`` sends the ``DagFileParseRequest`` frame.
-Only the tracker differs (:class:`RemoteTracker`).
+in the manager's selector), then ``_on_child_started`` writes the ``DagFileParseRequest`` frame,
+which waits in the local socketpair until a worker reads it. ``start_remote`` never waits for the
+fork: the tracker (:class:`RemoteTracker`) learns the pid and the exit status later.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from airflow.dag_processing.processor import DagFileProcessorProcess
 
 from protocol import Spawn
 from zygote.client.channels import LocalChannels
-from zygote.client.connection import ZygoteConnection, ZygoteUnavailable
+from zygote.client.connection import ZygoteConnection
 from zygote.client.tracker import RemoteTracker
 
 
 class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
-    """A parse child forked by the zygote (its pid lives in the zygote's PID namespace)."""
+    """A parse child forked by the zygote (its pid lives in the zygote's PID namespace), or a local one if it refused."""
 
     @classmethod
     def start_remote(
@@ -38,11 +39,17 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         logger: Any,
         **constructor_kwargs: Any,
     ) -> ZygoteDagFileProcessorProcess:
-        """Start a remote worker; raises ``ZygoteUnavailable`` when the zygote cannot take it."""
+        """Hand the file to the zygote and return at once; raises ``ZygoteUnavailable`` if it cannot take it now.
+
+        The worker's pid, output and exit arrive later through the relay. A refusal that arrives
+        after this returned ends in a local child on the same channels (``fallback = local``).
+        """
         request_id = str(constructor_kwargs["id"])
+        admission = connection.admit()
+        if not admission.remote:
+            raise connection.refused(request_id, os.fspath(path), admission)
         channels = LocalChannels.create()
         tracker = RemoteTracker(request_id, connection.signal)
-        connection.ledger.open(request_id, os.fspath(path))
         spawn = Spawn(
             id=request_id,
             path=os.fspath(path),
@@ -51,28 +58,34 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
             timeout=float(timeout),
             cwd=os.getcwd(),
         )
-        try:
-            started = connection.spawn(spawn, channels, tracker)
-        except ZygoteUnavailable as exc:
-            channels.close_all()
-            connection.ledger.close(request_id, exc.outcome, detail=exc.detail)
-            raise
-        proc = cls._assemble(started.pid, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
+        proc = cls._assemble(0, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
         proc.had_callbacks = bool(callbacks)
+        proc.kept_callbacks = list(callbacks)
+        tracker.watch_pid(proc._learn_pid)
+        connection.submit(spawn, channels, tracker)
         proc._on_child_started(callbacks, path, bundle_path, bundle_name)
         return proc
 
     @classmethod
-    def failed(
-        cls, *, reason: str, logger: Any, bundle_name: str, **constructor_kwargs: Any
+    def not_started(
+        cls, *, reason: str, logger: Any, bundle_name: str, callbacks: list[CallbackRequest], **constructor_kwargs: Any
     ) -> ZygoteDagFileProcessorProcess:
-        """``[zygote] fallback = fail``: a parse that failed at once, like a timed-out processor."""
+        """``[zygote] fallback = fail`` and the zygote cannot take it now: ends at once, retried later.
+
+        Not a parse: the manager keeps the file's callbacks and its last parse time
+        (:meth:`ZygoteDagFileProcessorManager.handle_parsing_result`), so DAGs never go stale.
+        """
         channels = LocalChannels.create()
         tracker = RemoteTracker(str(constructor_kwargs["id"]), lambda request_id, signum: None)
-        logger.error("Parse not started: the zygote is unavailable and [zygote] fallback is 'fail'", reason=reason)
-        tracker.publish_exit(1)
+        logger.warning(
+            "Parse not started: the zygote cannot take it now and [zygote] fallback is 'fail'", reason=reason
+        )
+        tracker.publish_not_started()
         channels.close_children()
-        return cls._assemble(0, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
+        proc = cls._assemble(0, channels, tracker, logger, bundle_name=bundle_name, **constructor_kwargs)
+        proc.had_callbacks = bool(callbacks)
+        proc.kept_callbacks = list(callbacks)
+        return proc
 
     @classmethod
     def _assemble(
@@ -91,6 +104,17 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         proc._register_pipe_readers(parent["stdout"], parent["stderr"], parent["requests"], parent["logs"], data={})
         return proc
 
+    kept_callbacks: list[CallbackRequest]
+    """The callbacks this parse was given, so a parse that never ran can hand them back."""
+
+    def _learn_pid(self, pid: int) -> None:
+        self.pid = pid
+
     @property
     def is_remote(self) -> bool:
-        return isinstance(self._process, RemoteTracker)
+        return isinstance(self._process, RemoteTracker) and not self._process.is_local
+
+    @property
+    def never_ran(self) -> bool:
+        """True for a parse the zygote could not take under ``fallback = fail``: not a parse at all."""
+        return isinstance(self._process, RemoteTracker) and self._process.not_started
