@@ -39,10 +39,12 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix zygote protocol tests
 	$(VENV)/bin/ruff format zygote protocol tests
 
-# Stock vs zygote, side by side, on a generated corpus. Not a test.
+# Stock vs zygote, side by side, on a generated corpus (or CORPUS=DIR, e.g. tests/corpora/providers). Not a test.
+CORPUS ?= bench-results/corpus
+BENCH_ARGS ?= --rounds 5
 bench: $(STAMP)
-	$(PY) -m zygote.bench.corpus bench-results/corpus
-	$(AIRFLOW) zygote bench --dags bench-results/corpus --rounds 5 --output bench-results/bench.json
+	test "$(CORPUS)" != bench-results/corpus || $(PY) -m zygote.bench.corpus bench-results/corpus
+	$(AIRFLOW) zygote bench --dags $(CORPUS) $(BENCH_ARGS) --output bench-results/bench.json
 
 # The image from deploy/Dockerfile and the sidecar pair run for real in podman
 # (tests/deploy/test_containers.py). Installs podman, runc and mmdebstrap when missing; builds a

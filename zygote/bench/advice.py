@@ -8,33 +8,23 @@ module means trusting its import-time side effects in the forker, which is the o
 Modules are grouped by top-level package (``pandas.core.frame`` counts toward ``pandas``, and
 approving ``pandas`` covers its submodules); within one parse, a package costs the largest inclusive
 time among its modules (the top-level import already includes its submodules). Savings of packages
-that import one another overlap. Approved packages the workers still had to import (the zygote
+that import one another overlap. Matching is the zygote's own (``ApprovedPatterns``). Approved packages the workers still had to import (the zygote
 rejected or has not yet verified their preload) are listed separately, with the zygote's reason.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from zygote.config import split_list
+from zygote.forker.preload import ApprovedPatterns
 
 DAG_MODULE_PREFIX = "unusual_prefix_"  # how Airflow names the modules of DAG files it imports
 MIN_SECONDS_PER_PASS = 0.001  # below a millisecond per pass a suggestion is noise
-
-
-@functools.cache
-def always_approved_roots() -> frozenset[str]:
-    """Airflow and every installed provider's top-level package: the zygote approves them itself."""
-    roots = {"airflow"}
-    for entry in entry_points(group="apache_airflow_provider"):
-        roots.add(entry.value.split(":")[0].split(".")[0])
-    return frozenset(r for r in roots if r)
 
 
 @dataclass(frozen=True)
@@ -47,20 +37,10 @@ class Suggestion:
     parses: int
 
 
-def matches(module: str, pattern: str) -> bool:
-    """The zygote's ``approved_modules`` semantics: a name covers itself and its submodules
-    (``pandas`` covers ``pandas.core``), ``prefix.*`` the same, other ``*``/``?`` are globs."""
-    base = pattern[:-2] if pattern.endswith(".*") else pattern
-    if "*" in base or "?" in base:
-        return fnmatch.fnmatchcase(module, pattern)
-    return module == base or module.startswith(base + ".")
-
-
-def is_approved(module: str, patterns: Sequence[str]) -> bool:
-    """Approved by the user's patterns or implicitly (Airflow and installed providers, this one included)."""
-    if module.split(".", 1)[0] in always_approved_roots():
-        return True
-    return any(matches(module, p) for p in patterns)
+@functools.cache
+def always_approved() -> ApprovedPatterns:
+    """Airflow and every installed provider's package: the zygote approves them itself."""
+    return ApprovedPatterns.with_airflow(())
 
 
 def package_of(module: str, dag_modules: frozenset[str]) -> str | None:
@@ -68,18 +48,18 @@ def package_of(module: str, dag_modules: frozenset[str]) -> str | None:
     root = module.split(".", 1)[0]
     if not root or root == "__main__" or root.startswith(DAG_MODULE_PREFIX) or root in dag_modules:
         return None
-    return None if root in always_approved_roots() else root
+    return None if always_approved().matches(root) else root
 
 
 def per_parse_costs(
-    imports: Mapping[str, float], patterns: Sequence[str], dag_modules: frozenset[str], *, approved: bool
+    imports: Mapping[str, float], patterns: ApprovedPatterns, dag_modules: frozenset[str], *, approved: bool
 ) -> dict[str, float]:
     """Cost per package within one parse (largest inclusive time among its modules), keeping only
     unapproved packages, or only approved ones (those the zygote should have preloaded)."""
     costs: dict[str, float] = {}
     for module, seconds in imports.items():
         package = package_of(module, dag_modules)
-        if package is not None and is_approved(package, patterns) == approved:
+        if package is not None and patterns.matches(package) == approved:
             costs[package] = max(costs.get(package, 0.0), seconds)
     return costs
 
@@ -94,7 +74,7 @@ def rank(
     approved: bool = False,
 ) -> list[Suggestion]:
     """The costliest packages across all parses, most expensive first (unapproved ones by default)."""
-    patterns = split_list(approved_modules)
+    patterns = ApprovedPatterns.with_airflow(split_list(approved_modules))
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for imports in reports:

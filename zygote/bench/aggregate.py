@@ -1,4 +1,4 @@
-"""From raw rounds to the figures the report shows: per-side summaries, zygote/stock ratios, targets.
+"""From raw rounds to the figures the report shows: per-side summaries and zygote/stock ratios.
 
 Pure functions over :class:`RoundResult` lists, so they are unit-testable without running anything.
 The first round of each side is "cold" (fresh zygote, empty preload set, cold page cache for the
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from zygote.bench.corpus import CATEGORIES, OTHER
+from zygote.bench.corpus import CATEGORIES, OTHER, PROVIDER_GROUPS
 from zygote.bench.results import ChildRecord, FileRecord, Json, RoundResult
 from zygote.bench.stats import Dist, ratio, summarize
 
-ALL_CATEGORIES: tuple[str, ...] = (*CATEGORIES, OTHER)
+ALL_CATEGORIES: tuple[str, ...] = (*CATEGORIES, *PROVIDER_GROUPS, OTHER)
 
 
 def _by_category(records: Iterable[ChildRecord | FileRecord], value: Callable[[Any], Any]) -> dict[str, Dist]:
@@ -46,6 +46,7 @@ def phase_summary(rounds: list[RoundResult]) -> Json:
         "import_errors": sum(f.import_errors for f in files),
         "parse_s": summarize(f.parse_s for f in files),
         "parse_s_by_category": _by_category(files, lambda f: f.parse_s),
+        "manager_side_s": summarize(f.manager_side_s for f in files),
         "child_wall_s": summarize(c.wall_s for c in kids),
         "wall_s": summarize(r.output.wall_s for r in good),
         **_memory_summary(good, kids),

@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 CATEGORIES: tuple[str, ...] = ("small", "heavy", "factory", "variable")
+PROVIDER_GROUPS: tuple[str, ...] = ("amazon", "google", "kubernetes", "mixed", "errors")
+"""File-name prefixes of the provider corpus (``tests/corpora/providers``), grouped like the generated ones."""
 OTHER = "other"
 VARIABLE_KEY = "zygote_bench_fanout"
 VARIABLE_VALUE = "4 branches"  # five characters or more, so Airflow masks it quietly
@@ -128,9 +130,9 @@ def write_corpus(outdir: Path, spec: CorpusSpec) -> list[Path]:
 
 
 def category_of(path: str) -> str:
-    """Category from the file name prefix; files not from this generator count as ``other``."""
+    """Category from the file name prefix; files from neither corpus count as ``other``."""
     name = Path(path).name
-    for category in CATEGORIES:
+    for category in (*CATEGORIES, *PROVIDER_GROUPS):
         if name.startswith(f"{category}_"):
             return category
     return OTHER

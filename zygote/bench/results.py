@@ -17,13 +17,15 @@ Json = dict[str, Any]
 
 @dataclass
 class FileRecord:
-    """One file as the manager saw it: ``parse_s`` is Airflow's own ``DagFileStat.last_duration``."""
+    """One file as the manager saw it: ``parse_s`` is Airflow's own ``DagFileStat.last_duration`` plus
+    ``manager_side_s``, the manager's work for the file before the child started (stock's pre-import)."""
 
     path: str
     category: str
     parse_s: float | None
     num_dags: int = 0
     import_errors: int = 0
+    manager_side_s: float = 0.0
 
 
 @dataclass

@@ -28,6 +28,8 @@ class SideRunner(Protocol):
 
     def children(self, manager: Any, dags_folder: Path) -> list[ChildRecord]: ...
 
+    def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]: ...
+
 
 def runner_for(side: str, child_dir: Path) -> SideRunner:
     """Import only the side's own code, so stock never even imports the zygote client."""
@@ -40,12 +42,15 @@ def runner_for(side: str, child_dir: Path) -> SideRunner:
     return ZygoteRunner()
 
 
-def file_records(manager: Any) -> list[FileRecord]:
-    """Airflow's own per-file stats: ``last_duration`` is what the UI and metrics call parse time."""
+def file_records(manager: Any, manager_side: dict[str, float]) -> list[FileRecord]:
+    """Airflow's own per-file stats (``last_duration`` is what the UI and metrics call parse time) plus
+    the manager-side work done for the file before its child started, which ``last_duration`` omits."""
     records = []
     for info, stat in manager._file_stats.items():
         rel = str(info.rel_path)
-        records.append(FileRecord(rel, category_of(rel), stat.last_duration, stat.num_dags, stat.import_errors))
+        before = manager_side.get(rel, 0.0)
+        parse_s = None if stat.last_duration is None else stat.last_duration + before
+        records.append(FileRecord(rel, category_of(rel), parse_s, stat.num_dags, stat.import_errors, before))
     return sorted(records, key=lambda r: r.path)
 
 
@@ -73,7 +78,7 @@ def run(side: str, child_dir: Path) -> SideOutput:
     finally:
         output.wall_s, output.run_ended = time.monotonic() - began, time.time()
     dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    output.files = file_records(manager)
+    output.files = file_records(manager, runner.manager_side_seconds(dags_folder))
     output.children = runner.children(manager, dags_folder)
     return output
 

@@ -1,10 +1,15 @@
-"""Percentiles, distributions and ratios: the only arithmetic the report relies on, kept pure."""
+"""Distributions and ratios: the only arithmetic the report relies on, kept pure.
+
+Percentiles are the zygote's own (``zygote.gateway.samples``, nearest rank), so the bench and
+``airflow zygote status`` agree on what a p50 is.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import TypedDict
+
+from zygote.gateway.samples import percentile
 
 
 class Dist(TypedDict):
@@ -17,22 +22,9 @@ class Dist(TypedDict):
     mean: float | None
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile (numpy's default), so small samples still give stable figures."""
-    if not values:
-        return None
-    if not 0.0 <= q <= 100.0:
-        raise ValueError(f"percentile must be within [0, 100], not {q}")
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
-
-
 def summarize(values: Iterable[float | int | None]) -> Dist:
     """p50/p95/max/mean of the values that are present; missing measurements are skipped."""
-    present = [float(v) for v in values if v is not None]
+    present = sorted(float(v) for v in values if v is not None)
     if not present:
         return Dist(n=0, p50=None, p95=None, max=None, mean=None)
     return Dist(

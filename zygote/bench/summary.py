@@ -1,4 +1,4 @@
-"""Turn a finished :class:`Bench` into the report document (comparisons, targets, break-even, advice)."""
+"""Turn a finished :class:`Bench` into the report document (comparisons, memory figures, advice)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 from zygote.bench import advice as advice_mod
 from zygote.bench.aggregate import compare
 from zygote.bench.environment import SIDES
+from zygote.bench.memory import breakeven, same_throughput
 from zygote.bench.report import build_report
 from zygote.bench.results import Json, round_to_json
 from zygote.bench.runner import Bench
-from zygote.bench.targets import breakeven, check_targets
 
 
 def comparisons(bench: Bench) -> dict[str, Json]:
@@ -80,7 +80,7 @@ def assemble(bench: Bench, meta: Json) -> Json:
     headline = bench.config.parallelism[0]
     extras = {
         "breakeven": breakeven(by_parallelism),
-        "targets": check_targets(by_parallelism, headline),
+        "same_throughput": same_throughput(by_parallelism, headline),
         "advice": preload_advice(bench, dag_module_names(bench.homes.corpus)),
         "zygote_status": {str(p): bench.statuses.get(p) for p in bench.config.parallelism},
     }

@@ -6,8 +6,6 @@ lazily from the first workers' imports, and no preload state file is kept betwee
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,46 +14,22 @@ import structlog
 
 from zygote.bench.environment import BenchError, airflow_cmd
 from zygote.bench.procs import Registry, Started
+from zygote.client import control
+from zygote.config import Settings
+from zygote.transport import ipc_path
 
 log = structlog.get_logger(__name__)
 
 START_TIMEOUT = 180.0
-STATUS_TIMEOUT = 60.0
-
-
-def ipc_path(socket: str) -> Path | None:
-    """Filesystem path of an ``ipc://`` endpoint (``None`` for other transports)."""
-    return Path(socket.removeprefix("ipc://")) if socket.startswith("ipc://") else None
+STATUS_TIMEOUT = 10.0
 
 
 def query_status(env: dict[str, str], timeout: float = STATUS_TIMEOUT) -> dict[str, Any] | None:
-    """``airflow zygote status --json``; ``None`` unless it exits 0 with a JSON object."""
+    """The zygote's status through its own control client; ``None`` while it does not answer."""
     try:
-        done = subprocess.run(
-            airflow_cmd("zygote", "status", "--json"),
-            env=env,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
+        return control.query_status(Settings(socket=env["AIRFLOW__ZYGOTE__SOCKET"]), timeout_s=timeout)
+    except control.ControlError:
         return None
-    if done.returncode != 0:
-        return None
-    return parse_status(done.stdout.decode("utf-8", errors="replace"))
-
-
-def parse_status(text: str) -> dict[str, Any] | None:
-    """The JSON object in the status output (tolerating log lines printed before it)."""
-    start = text.find("{")
-    if start < 0:
-        return None
-    try:
-        data = json.loads(text[start:])
-    except ValueError:
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class ZygoteServer:
@@ -74,7 +48,7 @@ class ZygoteServer:
         return self.started.pid
 
     def start(self, timeout: float = START_TIMEOUT) -> dict[str, Any]:
-        """Start ``airflow zygote serve``; ready once ``status --json`` exits 0 (returns that status)."""
+        """Start ``airflow zygote serve``; ready once it answers a status request (returns that status)."""
         self.started = self.registry.spawn("zygote", airflow_cmd("zygote", "serve"), self.env, self.log_path)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -91,7 +65,7 @@ class ZygoteServer:
             raise BenchError(f"airflow zygote serve exited with code {code}:\n{self.started.log_tail()}")
 
     def _socket_present(self) -> bool:
-        """Skip the (seconds-long) status CLI until an ``ipc://`` socket file exists."""
+        """Skip status requests until an ``ipc://`` socket file exists."""
         path = ipc_path(self.env.get("AIRFLOW__ZYGOTE__SOCKET", ""))
         return path is None or path.exists()
 

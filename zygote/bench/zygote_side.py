@@ -24,6 +24,10 @@ class ZygoteRunner:
 
         return ZygoteDagFileProcessorManager(max_runs=1)
 
+    def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]:
+        """Nothing: the zygote client does no per-file work before dispatching a request."""
+        return {}
+
     def children(self, manager: Any, dags_folder: Path) -> list[ChildRecord]:
         """One record per ledger entry."""
         ledger = getattr(manager, "ledger", None)

@@ -1,105 +1,73 @@
-"""The project's stated targets, checked against a finished comparison, and the memory break-even.
+"""Memory figures across parallelism values: the break-even line and the memory for the same throughput.
 
-A target whose figure could not be measured (e.g. no heavy files in the corpus, parallelism 8 not
-run) has ``value`` and ``met`` set to ``None`` rather than being silently counted as passed.
+Both answer the question a user decides on: how much memory does each side need to parse this folder
+this fast? Development targets of the project are not part of the report (see ``README_BENCH.md``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from zygote.bench.aggregate import headline_phase
 from zygote.bench.results import Json
 from zygote.bench.stats import linear_fit
 
 ByParallelism = dict[str, Json]
+MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Target:
-    """One line of the issue's target list: ``value <= limit`` passes."""
-
-    name: str
-    description: str
-    limit: float
-    unit: str
-    parallelism: int | None
-    measure: Callable[[Json], float | None]
+def _figure(comparison: Json, side: str, key: str) -> float | None:
+    value = headline_phase(comparison[side]).get(key)
+    if isinstance(value, dict):
+        value = value.get("p50")
+    return None if value is None else float(value)
 
 
-def _ratio(key: str, category: str | None = None) -> Callable[[Json], float | None]:
-    def measure(comparison: Json) -> float | None:
-        ratios = comparison["ratios"]
-        value = ratios[key][category] if category else ratios[key]
-        return float(value) if value is not None else None
+def same_throughput(by_parallelism: ByParallelism, headline: int) -> Json:
+    """The zygote's smallest measured parallelism whose pass is as fast as stock's at ``headline``, and
+    the total PSS of each side there: the memory each needs for the same throughput.
 
-    return measure
-
-
-def _zygote(key: str, stat: str, scale: float = 1.0) -> Callable[[Json], float | None]:
-    def measure(comparison: Json) -> float | None:
-        value = (headline_phase(comparison["zygote"]).get(key) or {}).get(stat)
-        return float(value) * scale if value is not None else None
-
-    return measure
-
-
-TARGETS: tuple[Target, ...] = (
-    Target(
-        "parse_p50_heavy", "parse p50, heavy-import files", 0.1, "x", None, _ratio("parse_p50_by_category", "heavy")
-    ),
-    Target("parse_p50_small", "parse p50, small files", 0.5, "x", None, _ratio("parse_p50_by_category", "small")),
-    Target(
-        "parse_p50_factory", "parse p50, dynamic factories", 0.8, "x", None, _ratio("parse_p50_by_category", "factory")
-    ),
-    Target(
-        "child_uss_heavy", "child peak USS p50, heavy", 0.12, "x", None, _ratio("child_uss_p50_by_category", "heavy")
-    ),
-    Target(
-        "child_uss_small", "child peak USS p50, small", 0.4, "x", None, _ratio("child_uss_p50_by_category", "small")
-    ),
-    Target(
-        "gc_gen2_child_ms",
-        "gen-2 GC time inside a zygote child (p95)",
-        1.0,
-        "ms",
-        None,
-        _zygote("gc_gen2_s", "p95", 1000.0),
-    ),
-    Target("total_pss_p8", "total PSS of everything, parallelism 8", 0.6, "x", 8, _ratio("total_pss_peak")),
-    Target("total_pss_p2", "total PSS of everything, parallelism 2", 1.0, "x", 2, _ratio("total_pss_peak")),
-    Target(
-        "dispatch_p50_ms",
-        "zygote dispatch p50 (request sent -> worker running)",
-        10.0,
-        "ms",
-        None,
-        _zygote("dispatch_ms", "p50"),
-    ),
-)
+    Only measured points count (no extrapolation): run ``--parallelism 2 1`` to learn whether one zygote
+    worker keeps up with two stock children.
+    """
+    stock = by_parallelism.get(str(headline))
+    target = None if stock is None else _figure(stock, "stock", "wall_s")
+    match = None
+    if target is not None:
+        for parallelism in sorted(int(p) for p in by_parallelism):
+            wall = _figure(by_parallelism[str(parallelism)], "zygote", "wall_s")
+            if wall is not None and wall <= target:
+                match = parallelism
+                break
+    stock_pss = None if stock is None else _figure(stock, "stock", "total_pss_peak")
+    zygote_pss = None if match is None else _figure(by_parallelism[str(match)], "zygote", "total_pss_peak")
+    ratio = None if stock_pss in (None, 0.0) or zygote_pss is None else zygote_pss / stock_pss  # type: ignore[operator]
+    return {
+        "stock_parallelism": headline,
+        "stock_wall_s": target,
+        "stock_total_pss_peak": stock_pss,
+        "zygote_parallelism": match,
+        "zygote_wall_s": None if match is None else _figure(by_parallelism[str(match)], "zygote", "wall_s"),
+        "zygote_total_pss_peak": zygote_pss,
+        "ratio": ratio,
+        "summary": _throughput_summary(headline, target, match, stock_pss, zygote_pss),
+    }
 
 
-def check_targets(by_parallelism: ByParallelism, headline: int) -> list[Json]:
-    """Evaluate every target at its own parallelism, or at the headline parallelism."""
-    results = []
-    for target in TARGETS:
-        parallelism = target.parallelism or headline
-        comparison = by_parallelism.get(str(parallelism))
-        value = target.measure(comparison) if comparison else None
-        results.append(
-            {
-                "name": target.name,
-                "description": target.description,
-                "limit": target.limit,
-                "unit": target.unit,
-                "parallelism": parallelism,
-                "value": value,
-                "met": None if value is None else value <= target.limit,
-            }
+def _throughput_summary(
+    headline: int, target: float | None, match: int | None, stock_pss: float | None, zygote_pss: float | None
+) -> str:
+    if target is None:
+        return "No stock pass was measured, so there is no throughput to match."
+    if match is None or stock_pss is None or zygote_pss is None:
+        return (
+            f"At no measured parallelism did the zygote pass the folder as fast as stock at parallelism {headline} "
+            f"({target:.1f} s)."
         )
-    return results
+    return (
+        f"Stock's pass at parallelism {headline} ({target:.1f} s) is matched by the zygote at parallelism {match}: "
+        f"{zygote_pss / MIB:.0f} MiB total PSS against stock's {stock_pss / MIB:.0f} MiB."
+    )
 
 
 def _line(by_parallelism: ByParallelism, side: str) -> tuple[float, float] | None:

@@ -1,0 +1,1 @@
+"""Shared helpers of the provider corpus, imported by several DAG files (like a team's ``common`` package)."""
