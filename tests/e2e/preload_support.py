@@ -2,13 +2,16 @@
 
 The libraries in ``preload_libs/`` each behave in one way at import (slow, starts a thread, opens
 a socket, raises, raises only in the forker, well-behaved); the zygote gets that folder on
-PYTHONPATH and the DAG files written here import them. The test process itself never imports them.
+PYTHONPATH and the DAG files written here import them. A worker runs with its client's ``sys.path``
+(SPEC 4a), so the test process, the client here, has the folder on ``sys.path`` while a session is
+open, as a dag-processor started with that PYTHONPATH would; it never imports the libraries itself.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,11 +85,13 @@ def connected(zygote: ZygoteProcess) -> Iterator[Any]:
     from zygote.client.connection import ZygoteConnection
     from zygote.client.ledger import Ledger
 
+    sys.path.insert(0, str(LIBS))
     connection = ZygoteConnection(zygote.settings, Ledger())
     try:
         yield connection
     finally:
         connection.close()
+        sys.path.remove(str(LIBS))
 
 
 @dataclass

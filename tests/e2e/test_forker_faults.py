@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -108,8 +109,12 @@ def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_pat
     env["PYTHONPATH"] = os.pathsep.join([str(policies), env["PYTHONPATH"]])
     zygote = zygote_factory(env)  # waits until healthy: start-up did not hang
     assert [event["timeout_s"] for event in zygote.events("forker.warmup_timeout")] == [3.0]
-    with connected(zygote) as connection:
-        parsed = parse(driver, connection, write(dags_folder("forker-warmup"), "after_warmup.py", simple_dag("w1")))
+    sys.path.insert(0, str(policies))  # the handshake compares cluster policies: the client has the same
+    try:
+        with connected(zygote) as connection:
+            parsed = parse(driver, connection, write(dags_folder("forker-warmup"), "after_warmup.py", simple_dag("w1")))
+    finally:
+        sys.path.remove(str(policies))
     assert parsed.dag_ids == ["w1"]
 
 

@@ -35,7 +35,7 @@ def test_pyarrow_and_pandas_are_preloaded_and_a_thread_starter_is_not(
     path = importing_dag(dags_folder("forker-native"), "native_libs", "pyarrow", "pandas", "zt_thread")
     with connected(zygote) as connection:
         parsed = parse(driver, connection, path)
-        assert parsed.dag_ids == ["native_libs"] and parsed.import_errors == {}
+        assert parsed.dag_ids == ["native_libs"] and parsed.import_errors == {}, parsed.import_errors
         assert wait_for_state(zygote, "pyarrow", {"loaded", "rejected"}, timeout=120)["state"] == "loaded"
         assert wait_for_state(zygote, "pandas", {"loaded", "rejected"}, timeout=120)["state"] == "loaded"
         thread = wait_for_state(zygote, "zt_thread", {"loaded", "rejected"}, timeout=120)

@@ -92,7 +92,8 @@ def test_gitsync_swaps_during_parses_never_refuse_one(zygote: ZygoteProcess, tre
     thread.start()
     try:
         parses = []
-        for i in range(3):
+        while len(parses) < 3 or (swaps[0] <= 20 and len(parses) < 50):  # parses overlap swaps, fast or slow
+            i = len(parses)
             client = HostileClient(zygote.settings.socket, f"swap-{i}")
             client.hello()
             parses.append(run_raw_parse(client, f"swap-{i}", tree / "repo" / "dags" / "swapped.py", timeout=90))

@@ -118,7 +118,7 @@ def _fallbacks_while_down(hostile: Hostile, driver: ParseDriver) -> None:
         assert entry.outcome == "zygote_unavailable"
         if fallback == "fail":
             assert parsed.exit_code == 1 and parsed.result is None
-            assert "the zygote is unavailable and [zygote] fallback is 'fail'" in parsed.log_text
+            assert "the zygote cannot take it now and [zygote] fallback is 'fail'" in parsed.log_text
         else:
             assert parsed.exit_code == 0 and parsed.result.serialized_dags, parsed.log_text[-2000:]
             assert not getattr(proc, "is_remote", False)
