@@ -168,7 +168,8 @@ def test_secrets_and_db_credentials_stay_out_of_the_workers(
 
     secret = tcp.keys.server_secret.encode()
     gateway = tcp.zygote.popen.pid
-    assert secret in Path(f"/proc/{gateway}/environ").read_bytes()  # the check below can see it
+    assert secret in tcp.zygote.env["AIRFLOW__ZYGOTE__CURVE_SERVER_SECRET_KEY"].encode()  # what serve was given
+    assert secret not in Path(f"/proc/{gateway}/environ").read_bytes()  # serve execs the gateway without it
     forker = query_status(tcp.settings())["forker"]["pid"]
     for part in ("environ", "cmdline"):
         assert secret not in Path(f"/proc/{forker}/{part}").read_bytes(), part
