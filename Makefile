@@ -7,7 +7,7 @@ AIRFLOW := $(VENV)/bin/airflow
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean constraints
+.PHONY: install run test lint format bench clean constraints faults
 
 install: $(STAMP)
 
@@ -24,6 +24,11 @@ run: $(STAMP)
 # The whole suite; pytest exits non-zero (5) when no test ran, and that fails the target.
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Production-fault scenarios (issue 12): real dag-processors under symlink swaps, stalls, outages, a
+# frozen dag-processor, fork failures and a soak beside stock Airflow. Deselected from `make test`.
+faults: $(STAMP)
+	$(PY) -m pytest -m faults tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zygote protocol tests

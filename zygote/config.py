@@ -197,6 +197,14 @@ OPTIONS: tuple[Option, ...] = (
         "parses the file itself (``fallback = local``) or retries it later (``fail``). The "
         "dag-processor's loop never waits for this: the request waits in the background.",
     ),
+    Option(
+        "warmup_timeout",
+        "float",
+        "120",
+        "60",
+        "Seconds the forker waits for its warm-up parse at start-up before killing it and starting "
+        "without the modules it would have learned (a hanging cluster policy must not hang start-up).",
+    ),
 )
 
 
@@ -252,6 +260,7 @@ class Settings:
     allowed_roots: tuple[str, ...] = field(default=())
     memory_sample_interval: float = 0.1
     spawn_timeout: float = 5.0
+    warmup_timeout: float = 120.0
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})

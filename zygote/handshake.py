@@ -1,40 +1,19 @@
-"""Versions and a fingerprint of the parse-relevant Airflow settings, compared at handshake.
+"""The session handshake: the hellos, versions, and the compatibility map compared at ``hello``.
 
-A setting given to one side only changes what a parse produces (the spike saw one such setting
-change every DAG hash). Both sides hash the options of the sections below; sensitive options are
-hashed too (the hash reveals nothing) but DB and secret-key material never is.
+A stock parse child inherits its dag-processor's environment and configuration; a zygote worker
+gets them from ``hello.process`` (:mod:`zygote.process_env`). What the forker consumed while it
+imported Airflow cannot be handed over that way, so both sides compute the map of
+:mod:`zygote.compat` and the gateway refuses a client whose map differs, naming each difference
+with both values (SPEC.md 4).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import platform
 from typing import Any
 
 from protocol import Hello
 from zygote.config import Settings
-
-PARSE_SECTIONS = ("core", "secrets", "operators")
-"""Sections read by parse code; compared whole, less :data:`IGNORED`."""
-
-PARSE_OPTIONS = (
-    ("dag_processor", "dag_version_inflation_check_level"),
-    ("dag_processor", "dag_bundle_config_list"),
-    ("dag_processor", "dag_bundle_storage_path"),
-)
-"""The few ``[dag_processor]`` options a parse child reads; the rest schedule files in the manager."""
-
-IGNORED = frozenset(
-    {
-        ("core", "fernet_key"),
-        ("core", "internal_api_secret_key"),
-        ("core", "hostname_callable"),
-        ("core", "executor"),
-        ("core", "parallelism"),
-        ("core", "sql_alchemy_conn"),
-    }
-)
 
 
 def versions() -> dict[str, Any]:
@@ -66,29 +45,10 @@ def control_hello(client: str) -> Hello:
 
 
 def config_fingerprint() -> dict[str, str]:
-    """``section.option`` -> short hash of its effective value, for :data:`PARSE_SECTIONS`."""
-    from airflow.configuration import conf
+    """The handshake's ``config`` map: what a worker cannot take from the client (:mod:`zygote.compat`)."""
+    from zygote.compat import compatibility_map
 
-    values = {
-        (section, option): value
-        for section in PARSE_SECTIONS
-        for option, value in (conf.getsection(section) or {}).items()
-        if (section, option) not in IGNORED
-    }
-    values.update({(section, option): conf.get(section, option, fallback="") for section, option in PARSE_OPTIONS})
-    return {
-        f"{section}.{option}": hashlib.sha256(_canonical(value).encode()).hexdigest()[:16]
-        for (section, option), value in sorted(values.items())
-    }
-
-
-def _canonical(value: object) -> str:
-    """The same setting written in airflow.cfg or taken from the defaults may differ in layout only."""
-    text = str(value)
-    try:
-        return json.dumps(json.loads(text), sort_keys=True)
-    except ValueError:
-        return " ".join(text.split())
+    return compatibility_map()
 
 
 def version_mismatch(ours: dict[str, Any], theirs: dict[str, Any], role: str) -> str:
@@ -109,12 +69,39 @@ def _major_minor(version: str) -> str:
 
 
 def config_mismatch(ours: dict[str, str], theirs: dict[str, Any]) -> str:
-    """Options whose values differ between the two sides (names only, never values)."""
+    """Each entry that differs, with both sides' values (sensitive options are digests); empty if none."""
     differing = sorted(key for key in set(ours) | set(theirs) if ours.get(key) != theirs.get(key))
     if not differing:
         return ""
+    shown = [
+        f"{_label(key)}: dag-processor {_shown(theirs.get(key))} vs zygote {_shown(ours.get(key))}"
+        for key in differing[:MAX_LISTED]
+    ]
+    more = f"; and {len(differing) - MAX_LISTED} more" if len(differing) > MAX_LISTED else ""
     return (
-        f"{len(differing)} parse-relevant Airflow option(s) differ between dag-processor and zygote: "
-        + ", ".join(differing[:20])
-        + ". Give both containers the same Airflow configuration."
+        f"{len(differing)} setting(s) the zygote consumed at start-up differ from the dag-processor's: "
+        + "; ".join(shown)
+        + more
+        + ". Give both containers the same image and the same values for these."
     )
+
+
+MAX_LISTED = 20
+"""Differences named in one refusal (its text must fit the protocol's str limit)."""
+
+
+def _label(key: str) -> str:
+    kind, _, name = key.partition(":")
+    if kind == "option":
+        section, _, option = name.partition(".")
+        return f"[{section}] {option}"
+    if kind == "provider":
+        return f"distribution {name}"
+    return key
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "(not set)"
+    text = repr(str(value))
+    return text if len(text) <= 300 else text[:300] + "...'"

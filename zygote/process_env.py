@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import sys
 import warnings
 from collections.abc import Iterable, Mapping
@@ -46,6 +47,8 @@ DENYLIST = (
 )
 """Names (case-insensitive, shell patterns) never sent to the zygote (SPEC.md 4a).
 ``[webserver] secret_key`` is the deprecated name of ``[api] secret_key``."""
+
+_DENIED = re.compile("|".join(fnmatch.translate(pattern) for pattern in DENYLIST))
 
 PROCESS_BUDGET = MAX_FRAME // 2
 """Bytes of names and values one ``hello.process`` may carry, leaving the frame room for the rest."""
@@ -165,8 +168,7 @@ def shareable_path(path: Iterable[str]) -> list[str]:
 
 
 def _denied(name: str) -> bool:
-    upper = name.upper()
-    return any(fnmatch.fnmatchcase(upper, pattern) for pattern in DENYLIST)
+    return _DENIED.match(name.upper()) is not None
 
 
 def _wire_size(text: str) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils.monitor import recv_monitor_message
 
 from protocol import MAX_FRAME
 from zygote.config import Settings
@@ -30,6 +31,8 @@ from zygote.logs import get_logger
 log = get_logger(__name__)
 
 IPC_ZAP_DOMAIN = b"zygote"
+ROUTER_SNDHWM = 10_000
+"""Messages queued to one peer before the gateway takes it for gone (heartbeats alone: hours)."""
 
 
 class EndpointError(Exception):
@@ -42,13 +45,32 @@ def ipc_path(endpoint: str) -> Path | None:
 
 @dataclass
 class ServerEndpoint:
-    """The bound ROUTER and the ZAP handler thread that vets its peers."""
+    """The bound ROUTER, its disconnect monitor, and the ZAP handler thread that vets its peers.
+
+    ``monitor`` receives an event for every peer connection that closes, naming its fd; a
+    message's ``SRCFD`` names the connection it came on. Together they say at once that a peer
+    is gone (``ROUTER_NOTIFY`` would too, but it is a draft API the bundled libzmq lacks).
+    """
 
     router: zmq.Socket[Any]
     gatekeeper: ThreadAuthenticator
+    monitor: zmq.Socket[Any]
+
+    def disconnected_fds(self) -> list[int]:
+        """Fds of peer connections that closed since the last call (never blocks)."""
+        fds: list[int] = []
+        while True:
+            try:
+                event = recv_monitor_message(self.monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return fds
+            if event["event"] == zmq.EVENT_DISCONNECTED:
+                fds.append(int(event["value"]))
 
     def close(self, linger_ms: int = 1000) -> None:
-        """Close both; the context can only terminate once the ZAP sockets are closed too."""
+        """Close all; the context can only terminate once the ZAP and monitor sockets are closed too."""
+        self.router.disable_monitor()
+        self.monitor.close(linger=0)
         self.router.close(linger=linger_ms)
         self.gatekeeper.stop()
 
@@ -63,17 +85,26 @@ def bind_server(context: zmq.Context[Any], settings: Settings) -> ServerEndpoint
     router.setsockopt(zmq.ROUTER_MANDATORY, 1)
     router.setsockopt(zmq.LINGER, 1000)
     router.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME + 1024)
-    router.setsockopt(zmq.SNDHWM, 0)  # output is bounded by per-request credit instead
+    # A peer that stops reading can hold this many replies; then sends to it fail (EAGAIN) and the
+    # gateway ends its session. Output is bounded by per-request credit well below this.
+    router.setsockopt(zmq.SNDHWM, ROUTER_SNDHWM)
+    if settings.socket.startswith("tcp://"):
+        router.setsockopt(zmq.TCP_KEEPALIVE, 1)  # a vanished host closes the connection, in time
+        router.setsockopt(zmq.TCP_KEEPALIVE_IDLE, 60)
+        router.setsockopt(zmq.TCP_KEEPALIVE_INTVL, 10)
     path = ipc_path(settings.socket)
     gatekeeper = _Gatekeeper(context, PeerPolicy.for_group(settings.socket_group) if path else None)
     gatekeeper.start()
+    monitor = router.get_monitor_socket(zmq.EVENT_DISCONNECTED)
     try:
         _secure_and_bind(router, gatekeeper, settings, path)
     except BaseException:
+        router.disable_monitor()
+        monitor.close(linger=0)
         router.close(linger=0)
         gatekeeper.stop()
         raise
-    return ServerEndpoint(router, gatekeeper)
+    return ServerEndpoint(router, gatekeeper, monitor)
 
 
 def _secure_and_bind(

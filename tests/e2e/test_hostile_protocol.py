@@ -133,18 +133,25 @@ def test_frame_over_the_socket_limit_drops_only_that_connection(hostile: Hostile
     base = hostile.baseline()
     client.send_raw(b"\x00" * (MAX_FRAME * 2))  # libzmq closes the connection (MAXMSGSIZE)
     answered: list[StatusReply] = []
+    refused: list[Error] = []
 
     def status_answered() -> bool:
-        """Lazy Pirate: the DEALER reconnects by itself; ask until the same session answers."""
+        """Lazy Pirate: the DEALER reconnects by itself; its closed connection ended the session, so
+        the gateway asks for a new ``hello`` (SPEC 4) and then answers."""
         client.send(StatusRequest(id="after-oversize"))
         message = client.poll_message(0.5)
         while message is not None and not isinstance(message, StatusReply):
+            if isinstance(message, Error) and message.code == "hello_required":
+                refused.append(message)
+                client.hello()
+                client.send(StatusRequest(id="after-oversize"))
             message = client.poll_message(0.5)
         if message is not None:
             answered.append(message)
         return bool(answered)
 
     wait_for(status_answered, 20, "the oversized sender's session to answer again", interval=0)
+    assert refused, "the closed connection ended the session at once"
     hostile.assert_recovered(base)
 
 
@@ -198,7 +205,7 @@ def test_client_vanishing_mid_request_has_its_worker_killed(hostile: Hostile) ->
     client.send(spawn_message("gone-1", hostile.canary_path))
     started = client.expect(Started, request_id="gone-1")
     client.send(Input(id="gone-1", data=parse_request_frame(str(hostile.canary_path), str(hostile.dags))[:10]))
-    client.close()  # no goodbye, half a parse request sent: only the missing heartbeats tell
+    client.close()  # no goodbye, half a parse request sent: the closed connection tells
     wait_for(lambda: not pid_alive(started.pid), 30, "the vanished client's worker to be killed")
     wait_for(lambda: hostile.zygote.status()["requests"].get("client_gone", 0) == before + 1, 10, "client_gone")
     hostile.assert_recovered(base)

@@ -114,7 +114,7 @@ def test_vanished_client_has_its_workers_killed(zygote: ZygoteProcess, dags: Pat
     client.send(spawn_message("orphan-1", path))
     started = client.expect(Started, request_id="orphan-1")
     assert pid_alive(started.pid)
-    client.close()  # no goodbye: only the missing heartbeats tell
+    client.close()  # no goodbye: the closed connection tells
     wait_for(lambda: not pid_alive(started.pid), 20, "the vanished client's worker to be killed")
     assert zygote.status()["requests"].get("client_gone") == gone_before + 1
 

@@ -13,17 +13,22 @@ from zygote.config import load_settings
 
 
 def serve(args: Namespace) -> None:
-    """``airflow zygote serve``: read Airflow's config here, then become the lean gateway (same pid)."""
+    """``airflow zygote serve``: read Airflow's config here, then become the lean gateway (same pid).
+
+    The secrets travel in the boot pipe only: the gateway's environment (readable by same-uid DAG
+    code in ``/proc/<pid>/environ``) is this one without them.
+    """
     from zygote.gateway.boot import GatewayBoot, hand_over
-    from zygote.gateway.main import GATEWAY_CODE
+    from zygote.gateway.forker_link import without_secrets
+    from zygote.gateway.main import GATEWAY_CODE, ISOLATED_FLAGS
 
     boot_fd = hand_over(GatewayBoot.from_airflow())
-    argv = [sys.executable, "-c", GATEWAY_CODE, "--boot-fd", str(boot_fd)]
+    argv = [sys.executable, *ISOLATED_FLAGS, "-c", GATEWAY_CODE, "--boot-fd", str(boot_fd)]
     if getattr(args, "verbose", False):
         argv.append("--verbose")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)
+    os.execve(sys.executable, argv, without_secrets(os.environ))
 
 
 def status(args: Namespace) -> None:

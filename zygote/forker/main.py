@@ -21,6 +21,16 @@ SINGLE_THREADED_NATIVE_POOLS = (
 )
 """Native thread pools that numpy/pandas & co. start at import unless told to use one thread."""
 
+NO_BACKGROUND_THREADS = {"JE_ARROW_MALLOC_CONF": "background_thread:false"}
+"""Other native libraries real DAG files import, told not to start threads at import.
+
+pyarrow's bundled jemalloc starts a purge thread at import (so the probe rejected pyarrow,
+pandas and every Google client that imports them); with ``background_thread:false`` it purges on
+allocation instead. Checked and left alone: ``grpc`` and the OpenTelemetry OTLP exporters start no
+thread at import (only a channel or exporter does, which the probe rejects as it should), so
+``GRPC_ENABLE_FORK_SUPPORT`` / ``GRPC_POLL_STRATEGY`` would change nothing the forker holds.
+"""
+
 
 def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
@@ -59,6 +69,8 @@ def _single_threaded_native_pools() -> None:
     """
     for name in SINGLE_THREADED_NATIVE_POOLS:
         os.environ.setdefault(name, "1")
+    for name, value in NO_BACKGROUND_THREADS.items():
+        os.environ.setdefault(name, value)
 
 
 def _clean_sys_path() -> None:

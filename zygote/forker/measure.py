@@ -3,10 +3,17 @@
 The timer is a ``sys.meta_path`` finder placed first. It asks the other finders exactly as the
 import system would and returns their spec unchanged, only replacing ``exec_module`` on the
 loader *instance* with a timed call, so ``isinstance`` checks on loaders still hold.
+
+No zygote frame may show in a traceback a parse produces (Airflow keeps the last frames of an
+import error). CPython trims a contiguous run of importlib frames from an import's traceback
+(``remove_importlib_frames``) by their code's file name. So the timed call is compiled under
+importlib's own frozen file name and called through ``functools.partial`` (no Python frame): it
+joins importlib's run and is trimmed with it, and tracebacks come out as in a stock child.
 """
 
 from __future__ import annotations
 
+import functools
 import gc
 import sys
 import time
@@ -14,6 +21,26 @@ from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 from typing import Any
+
+_TIMED_EXEC_MODULE = """
+def exec_module(exec_module, seconds, clock, module):
+    start = clock()
+    try:
+        exec_module(module)
+    finally:
+        seconds[module.__name__] = clock() - start
+"""
+_IMPORTLIB_FILENAME = "<frozen importlib._bootstrap_external>"
+
+
+def _compile_timed_exec_module() -> Callable[..., None]:
+    namespace: dict[str, Any] = {}
+    exec(compile(_TIMED_EXEC_MODULE, _IMPORTLIB_FILENAME, "exec"), namespace)
+    timed: Callable[..., None] = namespace["exec_module"]
+    return timed
+
+
+_timed_exec_module = _compile_timed_exec_module()
 
 
 class ImportTimer:
@@ -42,17 +69,9 @@ class ImportTimer:
         exec_module: Callable[[ModuleType], None] | None = getattr(loader, "exec_module", None)
         if exec_module is None:
             return
-        seconds = self.seconds
-
-        def timed_exec_module(module: ModuleType) -> None:
-            start = time.perf_counter()
-            try:
-                exec_module(module)
-            finally:
-                seconds[module.__name__] = time.perf_counter() - start
-
+        timed = functools.partial(_timed_exec_module, exec_module, self.seconds, time.perf_counter)
         try:
-            loader.exec_module = timed_exec_module
+            loader.exec_module = timed
             loader._zygote_timed = True
         except (AttributeError, TypeError):
             return

@@ -19,19 +19,15 @@ import fnmatch
 import gc
 import importlib
 import json
-import os
-import signal
-import socket
 import sys
-import time
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from protocol import ProbeReport, frame
+from protocol import ProbeReport
 from zygote import linux
 
 NOT_APPROVED = "listed in preload_modules but not approved: add it to [zygote] approved_modules"
@@ -188,7 +184,7 @@ class Preloader:
             importlib.import_module(name)
         except BaseException as exc:
             record.state = ModuleState.REJECTED
-            record.reason = "import failed in the forker: " + _summary(exc)
+            record.reason = "import failed in the forker: " + summary(exc)
             return
         threads = linux.native_thread_count()
         if threads != 1:
@@ -243,98 +239,10 @@ class Preloader:
         return {name: rec.as_dict() for name, rec in self.records.items()}
 
 
-def _summary(exc: BaseException) -> str:
+def summary(exc: BaseException) -> str:
     """The exception and where it was raised, e.g. ``RuntimeError: no (at /x/lib.py:12)``."""
     text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     frames = traceback.extract_tb(exc.__traceback__)
     if frames:
         text += f" (at {frames[-1].filename}:{frames[-1].lineno})"
     return text[-2000:]
-
-
-# --- the probe child ------------------------------------------------------------------------------
-
-
-def run_probe(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> NoReturn:
-    """In a forked child: import ``modules`` one by one, reporting a verdict for each."""
-    exit_code = 0
-    try:
-        _isolate_probe(report)
-        for name in modules:
-            verdict, clean = _probe_one(name, bounds)
-            report.sendall(frame(verdict))
-            if not clean:
-                break
-    except BaseException:
-        exit_code = 1
-    for pid in linux.child_pids(os.getpid()):  # what a rejected import started dies with the probe
-        linux.kill_quietly(pid)
-    os._exit(exit_code)
-
-
-def _isolate_probe(report: socket.socket) -> None:
-    """Die with the forker, keep only the report socket, silence stdio."""
-    linux.set_parent_death_signal(signal.SIGKILL)
-    linux.close_fds_except({0, 1, 2, report.fileno()})
-    devnull = os.open(os.devnull, os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(devnull, fd)
-    os.close(devnull)
-
-
-def _probe_one(name: str, bounds: ProbeBounds) -> tuple[ProbeReport, bool]:
-    """The verdict on ``name``, and whether this process is still clean enough to probe another.
-
-    A failed import is checked like a successful one: it may have started a thread or opened a
-    socket before it raised, which the next module's verdict must not be blamed for.
-    """
-    fds_before = linux.open_fds()
-    gc_before = (gc.isenabled(), gc.get_threshold())
-    rss_before = linux.rss_bytes()
-    start = time.perf_counter()
-    failure = ""
-    try:
-        importlib.import_module(name)
-    except BaseException as exc:
-        failure = "import failed: " + _summary(exc)
-    elapsed = time.perf_counter() - start
-    delta = linux.rss_bytes() - rss_before
-    violation = _violation(fds_before, gc_before, delta, elapsed, bounds)
-    reason = "; ".join(part for part in (failure, violation) if part)
-    report = ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
-    return report, not violation
-
-
-def _violation(
-    fds_before: set[int],
-    gc_before: tuple[bool, tuple[int, ...]],
-    delta: int,
-    elapsed: float,
-    bounds: ProbeBounds,
-) -> str:
-    threads = linux.native_thread_count()
-    if threads != 1:
-        return f"left {threads - 1} thread(s) running after import"
-    new_fds = linux.open_fds() - fds_before
-    if new_fds:
-        return f"left {len(new_fds)} file descriptor(s) open: {_describe_fds(new_fds)}"
-    children = linux.child_pids(os.getpid())
-    if children:
-        return f"started {len(children)} child process(es)"
-    if (gc.isenabled(), gc.get_threshold()) != gc_before:
-        return "changed the garbage collector's settings"
-    if elapsed > bounds.timeout_s:
-        return f"import took {elapsed:.1f} s, over {bounds.timeout_s:.0f} s"
-    if bounds.memory_bytes and delta > bounds.memory_bytes:
-        return f"import added {delta // 2**20} MiB, over {bounds.memory_bytes // 2**20} MiB"
-    return ""
-
-
-def _describe_fds(fds: set[int]) -> str:
-    targets = []
-    for fd in sorted(fds)[:5]:
-        try:
-            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
-        except OSError:
-            targets.append(str(fd))
-    return ", ".join(targets)

@@ -7,14 +7,18 @@ child and treats the Airflow modules that child imported like any approved prelo
 
 from __future__ import annotations
 
-import os
 import socket
 import sys
+import time
 from pathlib import Path
-from typing import NoReturn
 
 from protocol import WorkerReport, frame
 from zygote import linux
+from zygote.forker.children import fork_child
+from zygote.forker.frames import ChildReader, reap_blocking
+from zygote.logs import get_logger
+
+log = get_logger(__name__)
 
 WARMUP_DAG = Path(__file__).resolve().parent / "warmup_dag.py"
 
@@ -36,20 +40,33 @@ def import_parse_path() -> None:
     SecretCache.init()
 
 
-def run_warmup_child(report: socket.socket) -> NoReturn:
-    """In a forked child: parse the warm-up DAG with Airflow's parser and report the imports."""
-    baseline = frozenset(sys.modules)
+def run_warmup(timeout_s: float) -> list[str]:
+    """Parse the warm-up DAG in a child; the modules it imported. A child over ``timeout_s`` is killed.
+
+    A cluster policy or plugin doing network I/O without a timeout must not hang start-up: what
+    the child reported by then is used, and the generation starts without the rest.
+    """
+    report_r, report_w = socket.socketpair()
     try:
-        linux.close_fds_except({report.fileno()})
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        _parse_warmup_dag()
-        modules = {name: 0.0 for name in list(sys.modules) if name not in baseline}
-        report.sendall(frame(WorkerReport(modules=modules, gc={}, memory={})))
-    except BaseException:
-        os._exit(1)
-    os._exit(0)
+        pid = fork_child(lambda: _warmup_body(report_w), {report_w.fileno()}, quiet=True)
+    finally:
+        report_w.close()
+    reader = ChildReader(report_r)
+    messages = reader.read_until_eof(time.monotonic() + timeout_s)
+    reader.close()
+    if reader.open:  # no EOF by the deadline
+        log.warning("forker.warmup_timeout", timeout_s=timeout_s)
+    linux.kill_quietly(pid)
+    reap_blocking(pid)
+    return [name for msg in messages if isinstance(msg, WorkerReport) for name in msg.modules]
+
+
+def _warmup_body(report: socket.socket) -> int:
+    baseline = frozenset(sys.modules)
+    _parse_warmup_dag()
+    modules = {name: 0.0 for name in list(sys.modules) if name not in baseline}
+    report.sendall(frame(WorkerReport(modules=modules, gc={}, memory={})))
+    return 0
 
 
 def _parse_warmup_dag() -> None:

@@ -1,25 +1,25 @@
-"""What runs inside a forked worker: Airflow's own child set-up and parse entrypoint.
+"""What runs inside a forked worker: the session's process state, then Airflow's child set-up and parse.
 
 The forker makes the same four socketpairs ``WatchedSubprocess.start`` makes (requests, stdout,
 stderr, logs), plus ``crash`` (where Airflow's last-chance handler writes; the client copies it to
 the dag-processor's stderr, as stock does) and ``report`` (our measurements, read by the forker).
-The child isolates itself, then calls ``supervisor._fork_main`` with
+After :func:`~zygote.forker.children.fork_child`'s prologue, the worker takes on what a stock child
+of the dag-processor would have inherited (``spawn.process``: its environment and ``sys.path``;
+SPEC.md 4a), applies its limits, and calls ``supervisor._fork_main`` with
 ``processor._parse_file_entrypoint``: from there on it is stock Airflow code, ending in ``os._exit``.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import sys
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any
 
-from protocol import CHANNELS, WorkerReport, frame
+from protocol import CHANNELS, Spawn, WorkerReport, frame
 from zygote import linux
 from zygote.forker.measure import GcTimer, ImportTimer
 
@@ -39,11 +39,18 @@ class ChannelPairs:
 
     @classmethod
     def create(cls) -> ChannelPairs:
-        child: dict[str, socket.socket] = {}
-        parent: dict[str, socket.socket] = {}
-        for name in (*CHANNELS, "report"):
-            child[name], parent[name] = socket.socketpair()
-        return cls(child, parent)
+        """All pairs or none: a failure (``EMFILE``) closes the pairs already made, then raises."""
+        pairs = cls({}, {})
+        try:
+            for name in (*CHANNELS, "report"):
+                pairs.child[name], pairs.parent[name] = socket.socketpair()
+        except OSError:
+            pairs.close_all()
+            raise
+        return pairs
+
+    def child_fds(self) -> set[int]:
+        return {sock.fileno() for sock in self.child.values()}
 
     def relayed_parent_fds(self) -> list[int]:
         """Parent ends handed to the gateway, in :data:`CHANNELS` order."""
@@ -57,37 +64,50 @@ class ChannelPairs:
         for name in CHANNELS:
             self.parent[name].close()
 
+    def close_all(self) -> None:
+        for sock in (*self.child.values(), *self.parent.values()):
+            sock.close()
 
-def run_worker(
+
+def worker_body(
     pairs: ChannelPairs,
-    cwd: str,
+    spawn: Spawn,
     limits: WorkerLimits,
     baseline_modules: frozenset[str],
-    forker_pid: int,
     target: Callable[[], None] | None = None,
-) -> NoReturn:
-    """Become a worker (in the forked child). Never returns."""
-    try:
-        _isolate(forker_pid)
+) -> Callable[[], int]:
+    """The body :func:`~zygote.forker.children.fork_child` runs in the worker (it never returns)."""
+
+    def body() -> int:
         child = pairs.child
-        linux.close_fds_except({0, 1, 2, *(sock.fileno() for sock in child.values())})
+        adopt_process(spawn.process)
         # SIGXCPU at the soft limit (Airflow names that signal); SIGKILL a second later if handled.
         linux.set_rlimit(_rlimit("RLIMIT_CPU"), limits.cpu_seconds, limits.cpu_seconds + 1)
         linux.set_rlimit(_rlimit("RLIMIT_NOFILE"), limits.open_files)
-        _enter_cwd(cwd)
+        _enter_cwd(spawn.cwd)
         os.dup2(child["crash"].fileno(), 2)
-        run = _reporting(target or _parse_entrypoint(), child["report"], baseline_modules)
+        entrypoint = target or _parse_entrypoint(spawn.path, child["logs"])
+        run = _reporting(entrypoint, child["report"], baseline_modules)
         from airflow.sdk.execution_time.supervisor import _fork_main
 
         _fork_main(child["requests"], child["stdout"], child["stderr"], child["logs"].fileno(), run)
-    except BaseException:
-        # Same last resort and exit code as WatchedSubprocess.start's child branch.
-        try:
-            print("Exception in child process, exiting with code 124", file=sys.stderr)
-            traceback.print_exc(file=sys.stderr)
-        except BaseException:
-            pass
-    os._exit(124)
+        return 0  # not reached: _fork_main ends the process
+
+    return body
+
+
+def adopt_process(process: Mapping[str, Any]) -> None:
+    """Become the dag-processor's child: its environment and ``sys.path`` (SPEC.md 4a).
+
+    An empty ``process`` (a gateway that forwards none) keeps the forker's own, as before.
+    """
+    env = process.get("env")
+    if isinstance(env, dict) and env:
+        os.environ.clear()
+        os.environ.update({str(name): str(value) for name, value in env.items()})
+    sys_path = process.get("sys_path")
+    if isinstance(sys_path, list) and sys_path:
+        sys.path[:] = [str(entry) for entry in sys_path]
 
 
 def _rlimit(name: str) -> int:
@@ -97,21 +117,34 @@ def _rlimit(name: str) -> int:
     return value
 
 
-def _parse_entrypoint() -> Callable[[], None]:
+def _parse_entrypoint(path: str, logs: socket.socket) -> Callable[[], None]:
+    """Airflow's entrypoint, preceded by what stock's parent does for this file before it forks."""
     from airflow.dag_processing.processor import _parse_file_entrypoint
 
-    return _parse_file_entrypoint
+    def entrypoint() -> None:
+        _pre_import(path, logs)
+        _parse_file_entrypoint()
+
+    return entrypoint
 
 
-def _isolate(forker_pid: int) -> None:
-    """Own process group, die with the forker, drop the forker's signal handling."""
-    os.setpgid(0, 0)
-    linux.set_parent_death_signal(signal.SIGKILL)
-    if os.getppid() != forker_pid:
-        os._exit(124)
-    signal.set_wakeup_fd(-1)
-    for signum in (signal.SIGCHLD, signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
+def _pre_import(path: str, logs: socket.socket) -> None:
+    """Stock runs ``_pre_import_airflow_modules`` in the manager before each fork; we run it here.
+
+    Its warnings are written on the log channel by a logger built as the manager builds its
+    per-file logger (``logging_processors(json_output=True)``, ``logger_name="processor"``), so the
+    per-file log gets stock's line with stock's fields. Modules the forker holds import at no cost.
+    """
+    import structlog
+    from airflow.dag_processing.processor import _pre_import_airflow_modules
+    from airflow.sdk.log import logging_processors
+
+    stream = logs.makefile("wb")
+    logger = structlog.wrap_logger(
+        structlog.BytesLogger(stream), processors=logging_processors(json_output=True), logger_name="processor"
+    )
+    _pre_import_airflow_modules(path, logger.bind())
+    stream.flush()
 
 
 def _enter_cwd(cwd: str) -> None:

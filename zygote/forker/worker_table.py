@@ -3,7 +3,9 @@
 How this works: every worker enters as RUNNING when forked. Kill requests (client signal,
 deadline, memory limit, drain) move it to KILLING and remember why. ``reaped`` is the only event
 that produces the terminal :class:`~protocol.Exited`, so each worker yields exactly one, whatever
-order reports, samples and kills arrive in; after it the worker is forgotten.
+order reports, samples and kills arrive in; after it the worker is forgotten. The table decides
+why a worker ended, so it also words the ``note`` for the limits it enforced (the memory limit it
+was given, the deadline it set, the CPU limit the worker ran under).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import Exited, WorkerReport
+from protocol import Exited, Outcome, WorkerReport
 
 IMPORTS_IN_STATS = 100
 """Most expensive imports a terminal reply carries (for preload advice)."""
 IMPORT_FLOOR_S = 0.001
 """Imports faster than this are left out of the stats, unless they are preload candidates."""
+CPU_SLACK_S = 0.1
+"""CPU seconds under the limit that still count as having reached it (rusage granularity)."""
 
 
 class WorkerState(enum.Enum):
@@ -57,7 +61,8 @@ class Worker:
     fork_ms: float
     path: str
     state: WorkerState = WorkerState.RUNNING
-    kill_reason: str = ""
+    kill_reason: Outcome | None = None
+    kill_note: str = ""
     peak_uss: int = 0
     peak_pss: int = 0
     report: WorkerReport | None = None
@@ -75,10 +80,11 @@ class WorkerTable:
     (the approved ones): their absence then means the worker did not import them at all.
     """
 
-    def __init__(self, always_report: Callable[[str], bool] = _never) -> None:
+    def __init__(self, always_report: Callable[[str], bool] = _never, cpu_limit_s: int = 0) -> None:
         self._by_pid: dict[int, Worker] = {}
         self._by_id: dict[str, int] = {}
         self._always_report = always_report
+        self._cpu_limit_s = cpu_limit_s
 
     def __len__(self) -> int:
         return len(self._by_pid)
@@ -100,14 +106,14 @@ class WorkerTable:
         pid = self._by_id.get(request_id)
         if pid is None:
             return []
-        return self._kill(self._by_pid[pid], signum, "killed")
+        return self._kill(self._by_pid[pid], signum, Outcome.KILLED)
 
     def expire(self, now: float) -> list[Action]:
         """SIGKILL every running worker whose deadline passed."""
         actions: list[Action] = []
         for worker in self._by_pid.values():
             if worker.state is WorkerState.RUNNING and now >= worker.deadline_at:
-                actions += self._kill(worker, signal.SIGKILL, "deadline")
+                actions += self._kill(worker, signal.SIGKILL, Outcome.DEADLINE)
         return actions
 
     def sample_memory(self, pid: int, uss: int, pss: int, limit: int) -> list[Action]:
@@ -118,10 +124,11 @@ class WorkerTable:
         worker.peak_uss = max(worker.peak_uss, uss)
         worker.peak_pss = max(worker.peak_pss, pss)
         if limit and uss > limit and worker.state is WorkerState.RUNNING:
-            return self._kill(worker, signal.SIGKILL, "memory_limit")
+            note = f"[airflow-zygote] killed: memory limit {limit // 2**20} MiB\n"
+            return self._kill(worker, signal.SIGKILL, Outcome.MEMORY_LIMIT, note)
         return []
 
-    def kill_all(self, reason: str) -> list[Action]:
+    def kill_all(self, reason: Outcome) -> list[Action]:
         """SIGKILL everything (drain timeout, gateway gone)."""
         actions: list[Action] = []
         for worker in self._by_pid.values():
@@ -139,30 +146,46 @@ class WorkerTable:
         if worker is None:
             return []
         del self._by_id[worker.request_id]
-        message = Exited(
-            id=worker.request_id,
-            exit_code=exit_code,
-            outcome=outcome_of(exit_code, worker.kill_reason),
-            stats=_stats(worker, rusage, now, self._always_report),
-        )
+        outcome = outcome_of(exit_code, worker.kill_reason)
+        stats = _stats(worker, rusage, now, self._always_report)
+        note = self._note(worker, outcome, exit_code, stats)
+        message = Exited(id=worker.request_id, exit_code=exit_code, outcome=outcome.value, stats=stats, note=note)
         return [KillGroup(pid), SendExited(message)]
 
     def next_deadline(self) -> float | None:
         running = [w.deadline_at for w in self._by_pid.values() if w.state is WorkerState.RUNNING]
         return min(running, default=None)
 
-    def _kill(self, worker: Worker, signum: int, reason: str) -> list[Action]:
+    def _kill(self, worker: Worker, signum: int, reason: Outcome, note: str = "") -> list[Action]:
         if worker.state is WorkerState.RUNNING:
             worker.state = WorkerState.KILLING
             worker.kill_reason = reason
+            worker.kill_note = note
         return [KillWorker(worker.pid, signum)]
 
+    def _note(self, worker: Worker, outcome: Outcome, exit_code: int, stats: dict[str, Any]) -> str:
+        """The per-file log line for a worker our own limits ended, else ""."""
+        if outcome is Outcome.DEADLINE:
+            return f"[airflow-zygote] killed: zygote deadline reached after {stats['wall_s']:.1f} s\n"
+        if outcome is Outcome.MEMORY_LIMIT:
+            return worker.kill_note
+        if outcome is Outcome.SIGNALED and self._cpu_limited(exit_code, stats):
+            return f"[airflow-zygote] killed: CPU time limit {self._cpu_limit_s} s\n"
+        return ""
 
-def outcome_of(exit_code: int, kill_reason: str) -> str:
+    def _cpu_limited(self, exit_code: int, stats: dict[str, Any]) -> bool:
+        """RLIMIT_CPU ends a worker with SIGXCPU, or SIGKILL when its hard limit equals the soft one."""
+        if not self._cpu_limit_s or exit_code not in (-signal.SIGXCPU, -signal.SIGKILL):
+            return False
+        used = float(stats.get("cpu_user_s", 0.0)) + float(stats.get("cpu_system_s", 0.0))
+        return used >= self._cpu_limit_s - CPU_SLACK_S
+
+
+def outcome_of(exit_code: int, kill_reason: Outcome | None) -> Outcome:
     """Name how a worker ended (SPEC.md, ``exited``)."""
     if exit_code < 0:
-        return kill_reason or "signaled"
-    return "exited" if exit_code == 0 else "failed"
+        return kill_reason or Outcome.SIGNALED
+    return Outcome.EXITED if exit_code == 0 else Outcome.FAILED
 
 
 def _stats(

@@ -1,9 +1,15 @@
 """What the gateway needs from Airflow, computed before it becomes a lean process.
 
 ``airflow zygote serve`` runs inside Airflow's CLI (Airflow, SQLAlchemy, providers: ~100 MB). The
-gateway only needs the ``[zygote]`` settings, the allowed roots, the versions and the config
-fingerprint, so the CLI computes them, hands them over through a pipe and ``exec``s a fresh
-interpreter that never imports Airflow: the sidecar's long-lived process stays small (~30 MB).
+gateway only needs the ``[zygote]`` settings, the allowed roots (as configured: they are resolved
+at every check), the versions and the config fingerprint, so the CLI computes them, hands them
+over through a pipe and ``exec``s a fresh interpreter that never imports Airflow: the sidecar's
+long-lived process stays small (~30 MB). The pipe, not the environment, carries the CURVE secret:
+the gateway's environment is readable by same-uid DAG code (``/proc/<pid>/environ``).
+
+These boot values stand until a forker generation reports what it read (``ready.config``); each
+``ready`` then refreshes them (:func:`adopt_config`), so ``airflow zygote reload`` reaches the
+gateway too. The endpoint and its keys are bound once and never change.
 """
 
 from __future__ import annotations
@@ -28,12 +34,10 @@ class GatewayBoot:
     def from_airflow(cls) -> GatewayBoot:
         """Read everything from Airflow's configuration (in the CLI process)."""
         from zygote.config import configured_roots, load_settings
-        from zygote.gateway.allowed_paths import resolved_roots
         from zygote.handshake import config_fingerprint, versions
 
         settings = load_settings()
-        roots = tuple(str(root) for root in resolved_roots(configured_roots(settings)))
-        return cls(settings, roots, versions(), config_fingerprint())
+        return cls(settings, configured_roots(settings), versions(), config_fingerprint())
 
     def to_json(self) -> bytes:
         return json.dumps(dataclasses.asdict(self)).encode()
@@ -41,10 +45,42 @@ class GatewayBoot:
     @classmethod
     def from_json(cls, data: bytes) -> GatewayBoot:
         raw = json.loads(data)
-        settings: dict[str, Any] = {
-            key: tuple(value) if isinstance(value, list) else value for key, value in raw["settings"].items()
-        }
-        return cls(Settings(**settings), tuple(raw["roots"]), raw["versions"], raw["fingerprint"])
+        return cls(Settings(**_tupled(raw["settings"])), tuple(raw["roots"]), raw["versions"], raw["fingerprint"])
+
+
+FIXED_AT_BOOT = frozenset(
+    {
+        "socket",
+        "socket_group",
+        "curve_server_public_key",
+        "curve_server_secret_key",
+        "curve_client_public_key",
+        "curve_client_secret_key",
+        "curve_allowed_clients",
+    }
+)
+"""Settings of the bound endpoint: a reload cannot change them (a restart does)."""
+
+
+def adopt_config(
+    settings: Settings, roots: tuple[str, ...], fingerprint: dict[str, str], config: dict[str, Any]
+) -> tuple[Settings, tuple[str, ...], dict[str, str]]:
+    """``ready.config`` applied over the current values; what it lacks (or cannot change) stays."""
+    known = {f.name for f in dataclasses.fields(Settings)} - FIXED_AT_BOOT
+    given = config.get("settings")
+    changes = {k: v for k, v in _tupled(given).items() if k in known} if isinstance(given, dict) else {}
+    new_roots = config.get("roots")
+    new_fingerprint = config.get("fingerprint")
+    return (
+        dataclasses.replace(settings, **changes),
+        tuple(str(r) for r in new_roots) if isinstance(new_roots, list) else roots,
+        {str(k): str(v) for k, v in new_fingerprint.items()} if isinstance(new_fingerprint, dict) else fingerprint,
+    )
+
+
+def _tupled(values: dict[str, Any]) -> dict[str, Any]:
+    """JSON/msgpack arrays back into the tuples :class:`Settings` holds."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
 
 
 def read_boot(fd: int) -> GatewayBoot:

@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from protocol import FrameBuffer, Message, Started, frame
+from zygote.gateway.main import ISOLATED_FLAGS
+from zygote.gateway.outbox import Outbox
 
 FDS_PER_WORKER = 5
 _FORKER_CODE = "from zygote.forker.main import main; main()"
@@ -40,10 +42,9 @@ class ForkerLink:
     pid: int
     sock: socket.socket
     state: ForkerState = ForkerState.STARTING
-    running: int = 0
     buffer: FrameBuffer = field(default_factory=FrameBuffer)
     fds: deque[int] = field(default_factory=deque)
-    out: bytearray = field(default_factory=bytearray)
+    out: Outbox = field(default_factory=Outbox)
 
     @classmethod
     def spawn(cls, generation: int, verbose: bool) -> ForkerLink:
@@ -52,6 +53,7 @@ class ForkerLink:
         os.set_inheritable(theirs.fileno(), True)
         argv = [
             sys.executable,
+            *ISOLATED_FLAGS,
             "-c",
             _FORKER_CODE,
             "--fd",
@@ -67,19 +69,11 @@ class ForkerLink:
         return cls(generation, pid, ours)
 
     def send(self, message: Message) -> None:
-        self.out += frame(message)
+        self.out.add(frame(message))
         self.flush()
 
     def flush(self) -> None:
-        while self.out:
-            try:
-                sent = self.sock.send(self.out)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.out.clear()
-                return
-            del self.out[:sent]
+        self.out.flush(self.sock)
 
     def receive(self) -> list[tuple[Message, list[int]]] | None:
         """Messages (with their fds) now available; None once the forker closed the link."""
@@ -104,6 +98,11 @@ class ForkerLink:
         while self.fds:
             os.close(self.fds.popleft())
         self.sock.close()
+
+
+def without_secrets(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without the CURVE secrets (and their ``_CMD``/``_SECRET`` forms): the gateway's own."""
+    return {name: value for name, value in environ.items() if not name.upper().startswith(SECRET_VARIABLES)}
 
 
 def forker_environment(environ: Mapping[str, str]) -> dict[str, str]:

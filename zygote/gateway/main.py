@@ -6,6 +6,10 @@ import argparse
 import sys
 
 GATEWAY_CODE = "from zygote.gateway.main import main; main()"
+ISOLATED_FLAGS = ("-P", "-s")
+"""No cwd/script folder and no user site on ``sys.path``: the installed zygote runs, never a ``zygote/``
+from the directory ``serve`` was started in. (Not ``-I``: the forker needs ``PYTHONHASHSEED`` and the
+``AIRFLOW*`` environment.)"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -13,11 +17,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--boot-fd", type=int, required=True)
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    from zygote import linux
     from zygote.gateway.boot import read_boot
     from zygote.gateway.loop import Gateway
     from zygote.logs import configure_logging
     from zygote.transport import EndpointError
 
+    linux.make_undumpable()  # before the boot record (with the CURVE secret) is read
     boot = read_boot(args.boot_fd)
     configure_logging("gateway", verbose=args.verbose)
     try:

@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 
 from protocol import CHANNELS
+from zygote.gateway.outbox import Outbox, OutboxFull
 
 CHUNK = 256 * 1024
 MAX_PENDING_INPUT = 64 * 1024 * 1024
@@ -34,7 +35,7 @@ class Relay:
     limited_bytes: int = 0
     dropped: int = 0
     marker_due: bool = False
-    pending_input: bytearray = field(default_factory=bytearray)
+    pending_input: Outbox = field(default_factory=lambda: Outbox(MAX_PENDING_INPUT))
 
     @classmethod
     def from_fds(cls, fds: list[int], credit: int, output_limit: int) -> Relay:
@@ -95,27 +96,18 @@ class Relay:
         return due
 
     def add_input(self, data: bytes) -> None:
-        if len(self.pending_input) + len(data) > MAX_PENDING_INPUT:
-            raise InputOverflow(f"more than {MAX_PENDING_INPUT} bytes of input the worker did not read")
-        self.pending_input += data
+        try:
+            self.pending_input.add(data)
+        except OutboxFull:
+            raise InputOverflow(f"more than {MAX_PENDING_INPUT} bytes of input the worker did not read") from None
         self.flush_input()
 
     def flush_input(self) -> None:
         sock = self.sockets.get("requests")
         if sock is None:
             self.pending_input.clear()
-            return
-        if self.held:
-            return
-        while self.pending_input:
-            try:
-                sent = sock.send(self.pending_input)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.pending_input.clear()
-                return
-            del self.pending_input[:sent]
+        elif not self.held:
+            self.pending_input.flush(sock)
 
     def close(self, channel: str) -> None:
         sock = self.sockets.pop(channel, None)

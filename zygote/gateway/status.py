@@ -1,37 +1,74 @@
-"""What ``airflow zygote status`` reports: the gateway's counters plus the forker's own view."""
+"""What ``airflow zygote status`` reports: the gateway's counters plus the forker's own view.
+
+The gateway hands :meth:`StatusBook.assemble` a :class:`GatewaySnapshot` (plain values taken at
+that moment), so this module never reaches into the gateway itself.
+"""
 
 from __future__ import annotations
 
 import itertools
-import os
 import time
+from collections import Counter, deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from protocol import Exited
-from zygote.gateway.forker_link import ForkerState
 from zygote.gateway.samples import Samples
-
-if TYPE_CHECKING:
-    from zygote.gateway.loop import Gateway
 
 StatusCallback = Callable[[bytes, str, "dict[str, Any] | None"], None]
 
+RECENT_WINDOW_S = 300.0
+RECENT_MAX = 4096
+"""Outcomes remembered for the recent window (counters cover all time)."""
+REFUSALS = frozenset(
+    {"rejected_path", "fork_refused", "fork_failed", "not_ready", "overloaded", "forker_lost", "internal"}
+)
+"""Error codes that mean the zygote did not parse a file it was asked to (the client fell back or failed)."""
+NOT_SPAWNS = frozenset({"client_gone", "shutting_down"})
+UNHEALTHY_SHARE = 0.9
+UNHEALTHY_MIN = 5
+"""Refused at least this share of at least this many recent spawns: up, but not doing its job."""
+
+
+@dataclass(frozen=True)
+class GatewaySnapshot:
+    """The gateway's state at one moment, as status needs it."""
+
+    versions: dict[str, Any]
+    gateway: dict[str, Any]
+    serving: bool
+    """A generation is READY and the gateway is not draining."""
+    current: dict[str, Any] | None
+    """``pid``/``generation``/``state`` of the generation spawns go to, if any."""
+    generation: int
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    workers: dict[str, Any] = field(default_factory=dict)
+
 
 class StatusBook:
-    """Request outcomes and timing samples across forker generations, and status requests in flight."""
+    """Request outcomes and timing samples across forker generations."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.outcomes: dict[str, int] = {}
+        self.recent: deque[tuple[float, str]] = deque(maxlen=RECENT_MAX)
         self.fork_ms = Samples()
         self.parse_s = Samples()
         self.peak_uss = Samples()
         self.peak_pss = Samples()
-        self._waiting: dict[str, tuple[bytes, str, float]] = {}
-        self._ids = itertools.count(1)
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if outcome not in NOT_SPAWNS:
+            self.recent.append((self.clock(), outcome))
+
+    def recent_summary(self) -> dict[str, Any]:
+        """Spawns ended within the window, and the refusals among them by code."""
+        since = self.clock() - RECENT_WINDOW_S
+        outcomes = [outcome for at, outcome in self.recent if at >= since]
+        refused = Counter(outcome for outcome in outcomes if outcome in REFUSALS)
+        return {"window_s": RECENT_WINDOW_S, "spawns": len(outcomes), "refused": dict(refused)}
 
     def finished(self, exited: Exited) -> None:
         self.count(exited.outcome)
@@ -41,53 +78,22 @@ class StatusBook:
             self.peak_uss.add(float(stats.get("peak_uss", 0)))
             self.peak_pss.add(float(stats.get("peak_pss", 0)))
 
-    def await_forker(self, client: bytes, request_id: str, deadline: float) -> str:
-        internal = f"s{next(self._ids)}"
-        self._waiting[internal] = (client, request_id, deadline)
-        return internal
-
-    def forker_status(self, internal: str, status: dict[str, Any], reply: StatusCallback) -> None:
-        waiting = self._waiting.pop(internal, None)
-        if waiting is not None:
-            reply(waiting[0], waiting[1], status)
-
-    def expire_status(self, now: float, reply: StatusCallback) -> None:
-        for internal, (client, request_id, deadline) in list(self._waiting.items()):
-            if now >= deadline:
-                del self._waiting[internal]
-                reply(client, request_id, None)
-
-    def assemble(self, gateway: Gateway, forker_status: dict[str, Any] | None) -> dict[str, Any]:
+    def assemble(self, snapshot: GatewaySnapshot, forker_status: dict[str, Any] | None) -> dict[str, Any]:
         part = forker_status or {}
-        forker = part.get("forker") or _forker_placeholder(gateway)
-        healthy = (
-            forker_status is not None
-            and gateway.draining_since is None
-            and forker.get("threads") == 1
-            and gateway.current is not None
-            and gateway.current.state is ForkerState.READY
-        )
+        forker = part.get("forker") or _forker_placeholder(snapshot)
+        recent = self.recent_summary()
+        reason = _unhealthy_reason(snapshot, forker_status, forker, recent)
         return {
-            "healthy": healthy,
-            "versions": gateway.ours,
-            "gateway": {
-                "pid": os.getpid(),
-                "endpoint": gateway.settings.socket,
-                "clients": len(gateway.sessions),
-                "uptime_s": round(time.monotonic() - gateway.started_at, 3),
-                "draining": gateway.draining_since is not None,
-            },
+            "healthy": not reason,
+            "reason": reason,
+            "recent": recent,
+            "versions": snapshot.versions,
+            "gateway": snapshot.gateway,
             "forker": forker,
-            "generations": [
-                {"generation": f.generation, "pid": f.pid, "state": f.state.value} for f in gateway.forkers.values()
-            ],
+            "generations": snapshot.generations,
             "preload": part.get("preload", {}),
             "import_costs": part.get("import_costs", {}),
-            "workers": {
-                "running": gateway._running_workers(),
-                "queued": gateway.requests.queued,
-                "max": gateway.settings.max_workers,
-            },
+            "workers": snapshot.workers,
             "requests": dict(self.outcomes),
             "fork_ms": self.fork_ms.summary(),
             "parse_s": self.parse_s.summary(),
@@ -96,12 +102,59 @@ class StatusBook:
         }
 
 
-def _forker_placeholder(gateway: Gateway) -> dict[str, Any]:
-    current = gateway.current
+def _unhealthy_reason(
+    snapshot: GatewaySnapshot, forker_status: dict[str, Any] | None, forker: dict[str, Any], recent: dict[str, Any]
+) -> str:
+    """Why the zygote is not healthy, or "" when it is."""
+    if not snapshot.serving:
+        return "no forker generation is serving" if not snapshot.gateway.get("draining") else "draining"
+    if forker_status is None:
+        return "the forker did not answer"
+    if forker.get("threads") != 1:
+        return f"the forker has {forker.get('threads')} threads"
+    refused = sum(recent["refused"].values())
+    if recent["spawns"] >= UNHEALTHY_MIN and refused >= UNHEALTHY_SHARE * recent["spawns"]:
+        return f"{refused} of the last {recent['spawns']} spawns were refused: {recent['refused']}"
+    return ""
+
+
+class StatusWaits:
+    """Status requests waiting for the forker's part, each with a deadline."""
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[bytes, str, float]] = {}
+        self._ids = itertools.count(1)
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, client: bytes, request_id: str, deadline: float) -> str:
+        """The id to ask the forker with."""
+        internal = f"s{next(self._ids)}"
+        self._waiting[internal] = (client, request_id, deadline)
+        return internal
+
+    def answered(self, internal: str, status: dict[str, Any], reply: StatusCallback) -> None:
+        waiting = self._waiting.pop(internal, None)
+        if waiting is not None:
+            reply(waiting[0], waiting[1], status)
+
+    def expire(self, now: float, reply: StatusCallback) -> None:
+        for internal, (client, request_id, deadline) in list(self._waiting.items()):
+            if now >= deadline:
+                del self._waiting[internal]
+                reply(client, request_id, None)
+
+    def next_deadline(self) -> float | None:
+        return min((deadline for _, _, deadline in self._waiting.values()), default=None)
+
+
+def _forker_placeholder(snapshot: GatewaySnapshot) -> dict[str, Any]:
+    current = snapshot.current or {}
     return {
-        "pid": current.pid if current else None,
-        "generation": gateway.generation,
+        "pid": current.get("pid"),
+        "generation": snapshot.generation,
         "threads": None,
         "frozen_objects": None,
-        "state": current.state.value if current else "down",
+        "state": current.get("state", "down"),
     }

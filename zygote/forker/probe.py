@@ -1,0 +1,215 @@
+"""Preload probes: the throwaway child that vets candidates, and the runner that schedules it.
+
+How this works: :class:`ProbeRunner` takes the :class:`~zygote.forker.preload.Preloader`'s pending
+batch and forks one probe child for it through :func:`~zygote.forker.children.fork_child`. At
+start-up the forker waits for each probe (:meth:`ProbeRunner.run_blocking`); in the loop, one probe
+at a time runs beside the workers, its socket registered with the loop's selector and its deadline
+among the loop's timers. Both paths end in the same verdict merge (:meth:`ProbeRunner._finish`):
+reported verdicts, the culprit of an early death, then promotion of what passed into the forker.
+
+The child imports the batch in order and, after each module, checks that it still has one thread,
+no new fd, no child process, the same GC settings, and that the import stayed within time and
+memory bounds; it stops at the first safety violation (the process is tainted from there on).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from protocol import Message, ProbeReport, frame
+from zygote import linux
+from zygote.forker.children import ForkRefused, fork_child
+from zygote.forker.frames import ChildReader, reap_blocking
+from zygote.forker.preload import Preloader, ProbeBounds, summary
+from zygote.logs import get_logger
+
+log = get_logger(__name__)
+
+RETRY_AFTER_S = 1.0
+"""After a probe could not be forked, the batch waits this long before the next attempt."""
+
+
+@dataclass
+class Probe:
+    pid: int
+    reader: ChildReader
+    batch: list[str]
+    deadline_at: float
+
+
+class ProbeRunner:
+    """At most one probe child at a time; verdicts go to the preloader, promotions happen here."""
+
+    def __init__(self, preloader: Preloader, bounds: ProbeBounds, selector: selectors.BaseSelector) -> None:
+        self.preloader = preloader
+        self.bounds = bounds
+        self.selector = selector
+        self.probe: Probe | None = None
+        self.not_before = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.probe.pid if self.probe else None
+
+    def deadline(self) -> float | None:
+        if self.probe is not None:
+            return self.probe.deadline_at
+        return self.not_before if self.preloader.has_pending() and self.not_before else None
+
+    def run_blocking(self) -> list[str]:
+        """Probe and promote everything pending, synchronously (start-up only). Returns the promoted."""
+        promoted: list[str] = []
+        while self.preloader.has_pending():
+            probe = self._fork(self.preloader.take_batch())
+            if probe is None:
+                break
+            messages = probe.reader.read_until_eof(probe.deadline_at)
+            linux.kill_quietly(probe.pid)
+            exit_code = reap_blocking(probe.pid)
+            probe.reader.close()
+            promoted += self._finish(probe.batch, messages, exit_code)
+        return promoted
+
+    def maybe_start(self, now: float) -> None:
+        """Start a probe for what is pending, unless one runs or a failed fork is cooling down."""
+        if self.probe is not None or now < self.not_before or not self.preloader.has_pending():
+            return
+        probe = self._fork(self.preloader.take_batch())
+        if probe is None:
+            return
+        probe.reader.sock.setblocking(False)
+        self.probe = probe
+        self.selector.register(probe.reader.sock, selectors.EVENT_READ, self.on_readable)
+        log.info("preload.probing", modules=len(probe.batch), first=probe.batch[0])
+
+    def on_readable(self) -> None:
+        if self.probe is not None:
+            self._take(self.probe.reader.read())
+
+    def on_timer(self, now: float) -> None:
+        if self.probe is not None and now >= self.probe.deadline_at:
+            linux.kill_quietly(self.probe.pid)
+
+    def kill(self) -> None:
+        if self.probe is not None:
+            linux.kill_quietly(self.probe.pid)
+
+    def on_reaped(self, exit_code: int) -> list[str]:
+        """The probe child was waited for: merge its last verdicts and promote. Returns the promoted."""
+        assert self.probe is not None
+        probe, self.probe = self.probe, None
+        messages = probe.reader.read()
+        self.selector.unregister(probe.reader.sock)
+        probe.reader.close()
+        return self._finish(probe.batch, messages, exit_code)
+
+    def _fork(self, batch: list[str]) -> Probe | None:
+        report_r, report_w = socket.socketpair()
+        try:
+            pid = fork_child(_probe_body(batch, report_w, self.bounds), {report_w.fileno()}, quiet=True)
+        except (OSError, ForkRefused) as exc:
+            report_r.close()
+            self.preloader.on_probe_end(batch, "")  # back to pending: the modules are not at fault
+            self.not_before = time.monotonic() + RETRY_AFTER_S
+            log.warning("preload.probe_not_forked", modules=len(batch), error=str(exc))
+            return None
+        finally:
+            report_w.close()
+        deadline = time.monotonic() + self.bounds.timeout_s * len(batch) + 5
+        return Probe(pid, ChildReader(report_r), batch, deadline)
+
+    def _take(self, messages: list[Message]) -> None:
+        for message in messages:
+            if isinstance(message, ProbeReport):
+                self.preloader.on_probe_report(message)
+
+    def _finish(self, batch: list[str], messages: list[Message], exit_code: int) -> list[str]:
+        self._take(messages)
+        why = "" if exit_code == 0 else f"probe ended with {exit_code} (import crashed or timed out)"
+        self.preloader.on_probe_end(batch, why)
+        return self.preloader.promote_verified()
+
+
+def _probe_body(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> Callable[[], int]:
+    def body() -> int:
+        try:
+            return _probe_all(modules, report, bounds)
+        finally:
+            for pid in linux.child_pids(os.getpid()):  # what a rejected import started dies with the probe
+                linux.kill_quietly(pid)
+
+    return body
+
+
+def _probe_all(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> int:
+    for name in modules:
+        verdict, clean = _probe_one(name, bounds)
+        report.sendall(frame(verdict))
+        if not clean:
+            break
+    return 0
+
+
+def _probe_one(name: str, bounds: ProbeBounds) -> tuple[ProbeReport, bool]:
+    """The verdict on ``name``, and whether this process is still clean enough to probe another.
+
+    A failed import is checked like a successful one: it may have started a thread or opened a
+    socket before it raised, which the next module's verdict must not be blamed for.
+    """
+    fds_before = linux.open_fds()
+    gc_before = (gc.isenabled(), gc.get_threshold())
+    rss_before = linux.rss_bytes()
+    start = time.perf_counter()
+    failure = ""
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        failure = "import failed: " + summary(exc)
+    elapsed = time.perf_counter() - start
+    delta = linux.rss_bytes() - rss_before
+    violation = _violation(fds_before, gc_before, delta, elapsed, bounds)
+    reason = "; ".join(part for part in (failure, violation) if part)
+    report = ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
+    return report, not violation
+
+
+def _violation(
+    fds_before: set[int],
+    gc_before: tuple[bool, tuple[int, ...]],
+    delta: int,
+    elapsed: float,
+    bounds: ProbeBounds,
+) -> str:
+    threads = linux.native_thread_count()
+    if threads != 1:
+        return f"left {threads - 1} thread(s) running after import"
+    new_fds = linux.open_fds() - fds_before
+    if new_fds:
+        return f"left {len(new_fds)} file descriptor(s) open: {_describe_fds(new_fds)}"
+    children = linux.child_pids(os.getpid())
+    if children:
+        return f"started {len(children)} child process(es)"
+    if (gc.isenabled(), gc.get_threshold()) != gc_before:
+        return "changed the garbage collector's settings"
+    if elapsed > bounds.timeout_s:
+        return f"import took {elapsed:.1f} s, over {bounds.timeout_s:.0f} s"
+    if bounds.memory_bytes and delta > bounds.memory_bytes:
+        return f"import added {delta // 2**20} MiB, over {bounds.memory_bytes // 2**20} MiB"
+    return ""
+
+
+def _describe_fds(fds: set[int]) -> str:
+    targets = []
+    for fd in sorted(fds)[:5]:
+        try:
+            targets.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            targets.append(str(fd))
+    return ", ".join(targets)
