@@ -7,7 +7,7 @@ AIRFLOW := $(VENV)/bin/airflow
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint format bench clean constraints faults containers
+.PHONY: install run test lint format bench clean constraints faults containers corpus
 
 install: $(STAMP)
 
@@ -56,6 +56,12 @@ containers: $(STAMP)
 		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap; }
 	WORK=$(CONTAINERS_WORK) deploy/standin/build.sh
 	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy/test_containers.py $(PYTEST_ARGS)
+
+# Stock vs zygote on DAGs built from the Amazon, Google and cncf-kubernetes providers (tests/corpora).
+# Installs the providers extra first (a large download); not part of `make test`.
+corpus: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,providers]"
+	$(PY) -m pytest -m corpus tests/corpora $(PYTEST_ARGS)
 
 # Refresh the pins after changing dependencies in pyproject.toml.
 constraints: $(STAMP)

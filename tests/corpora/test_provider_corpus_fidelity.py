@@ -17,7 +17,7 @@ import pytest
 from client.e2e_support import dag_rows, dag_warnings, import_errors, parse_stats, serialized_dags
 from zygote_harness import AIRFLOW, socket_endpoint
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.corpus]
 
 CORPUS = Path(__file__).parent / "providers"
 SHARED_SETTINGS = {
