@@ -7,6 +7,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+MAX_DRAIN = 100_000
+"""Datagrams one drain reads at most, so a sender that never pauses cannot keep it reading."""
+
 
 @dataclass(frozen=True)
 class StatsdLine:
@@ -33,14 +36,16 @@ class StatsdListener:
         self.lines: list[StatsdLine] = []
 
     def drain(self, timeout: float = 0.0) -> list[StatsdLine]:
-        """Read every datagram that arrives within ``timeout`` seconds of the last one."""
-        self.sock.settimeout(timeout if timeout > 0 else 0.001)
-        while True:
+        """Read what is queued and what arrives within the next ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        for _ in range(MAX_DRAIN):
+            self.sock.settimeout(max(deadline - time.monotonic(), 0.001))
             try:
                 data = self.sock.recv(65536)
             except (TimeoutError, BlockingIOError):
                 return self.lines
             self.lines.extend(StatsdLine.parse(line) for line in data.decode().splitlines() if line)
+        return self.lines
 
     def wait_for(self, predicate: Any, timeout: float, what: str) -> list[StatsdLine]:
         """Read until ``predicate(lines)`` holds; fail with what arrived otherwise."""

@@ -140,22 +140,24 @@ def _otel_env(collector: OtlpCollector) -> dict[str, str]:
     }
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="the handshake compares [metrics] (both sides need otel_on) and a zygote with otel_on "
+    "refuses every fork: see test_a_zygote_with_otel_on_keeps_one_forker_thread",
+)
 def test_otel_metrics_arrive_at_an_otlp_collector(airflow_env: dict[str, str], zygote_factory: Any) -> None:
-    """The same through ``[metrics] otel_on`` in the dag-processor: tags arrive as attributes on OTLP/HTTP.
-
-    The zygote runs without ``otel_on`` here: see the next test for why.
-    """
+    """The same through ``[metrics] otel_on``: tags arrive as attributes on OTLP/HTTP."""
     collector = OtlpCollector()
     env = {**airflow_env, **_otel_env(collector)}
     (Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"]) / "otel_0.py").write_text(simple_dag("otel_0"))
-    zygote_factory(airflow_env)
+    zygote_factory(env)
     try:
         done = subprocess.run(
             [AIRFLOW, "zygote", "dag-processor", "-n", "1"], env=env, capture_output=True, timeout=180, check=False
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         points = collector.wait_for(
-            lambda found: {Z + "parses", Z + "fork", Z + "sessions.connected"} <= {p.name for p in found},
+            lambda found: {Z + "parses", Z + "fork"} <= {p.name for p in found},
             60,
             "the zygote metrics over OTLP",
         )

@@ -43,9 +43,8 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
     _connection: ZygoteConnection | None = attrs.field(default=None, init=False)
 
     def before_run(self) -> None:
-        connection = self.zygote_connection()
-        super().before_run()
-        connection.wait_ready(self.settings.connect_timeout)
+        super().before_run()  # configures Airflow's Stats first: the session's first metrics are not lost
+        self.zygote_connection().wait_ready(self.settings.connect_timeout)
 
     def _create_process(self, dag_file: DagFileInfo) -> DagFileProcessorProcess:
         logger, logger_filehandle = self._get_logger_for_dag_file(dag_file)

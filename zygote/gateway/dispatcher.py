@@ -18,13 +18,14 @@ from typing import Any
 from protocol import Credit, Error, ErrorCode, Exited, Input, Output, Signal, Spawn, Started
 from zygote.config import Settings
 from zygote.gateway.allowed_paths import directory_refusal, path_refusal
+from zygote.gateway.forker_link import ForkerLink
 from zygote.gateway.generations import ForkerPool
 from zygote.gateway.parse_gate import Passed, check_first_frame
 from zygote.gateway.path_checks import PathChecks
 from zygote.gateway.relay import InputOverflow, Relay
 from zygote.gateway.requests import Request, RequestState, RequestTable
 from zygote.gateway.sessions import Sessions
-from zygote.gateway.status import StatusBook
+from zygote.gateway.status import REFUSALS, StatusBook
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -102,7 +103,16 @@ class Dispatcher:
             "max_workers": max_workers,
             "max_queued": max_queued,
             "generation": forker.generation if ready and forker is not None else 0,
+            "gauges": self._gauges(forker),
         }
+
+    def _gauges(self, forker: ForkerLink | None) -> dict[str, Any]:
+        """Zygote-wide figures the client turns into metrics (README, "Metrics")."""
+        refused = {code: count for code, count in self.book.outcomes.items() if code in REFUSALS}
+        gauges: dict[str, Any] = {"refused": refused}
+        if forker is not None:
+            gauges["frozen_objects"] = forker.frozen
+        return gauges
 
     def stalled_for(self, now: float) -> float:
         """How long the serving forker has owed an answer to a spawn (0 when it owes none)."""

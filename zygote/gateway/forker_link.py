@@ -45,6 +45,8 @@ class ForkerLink:
     buffer: FrameBuffer = field(default_factory=FrameBuffer)
     fds: deque[int] = field(default_factory=deque)
     out: Outbox = field(default_factory=Outbox)
+    frozen: int = 0
+    """Objects in its frozen heap when it said ``ready`` (``gc.get_freeze_count()``)."""
 
     @classmethod
     def spawn(cls, generation: int, verbose: bool) -> ForkerLink:

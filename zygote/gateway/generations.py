@@ -62,6 +62,7 @@ class ForkerPool:
     def ready(self, forker: ForkerLink, ready: Ready, old_deadline_s: float) -> None:
         """``forker`` serves from now on; the previous generation drains within ``old_deadline_s``."""
         forker.state = ForkerState.DRAINING if self.draining else ForkerState.READY
+        forker.frozen = ready.frozen
         self.restart_backoff = 1.0
         log.info("forker.ready", generation=ready.generation, pid=ready.pid, frozen=ready.frozen)
         for old in self.forkers.values():
