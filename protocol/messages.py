@@ -3,6 +3,9 @@
 A message's wire form is a msgpack map: ``{"v": 1, "t": <TYPE>, <field>: <value>, ...}`` with
 exactly the fields declared here (SPEC.md, "Messages"). Field annotations double as the schema:
 the codec validates each field against the annotation string (see ``codec._FIELD_CHECKS``).
+They are listed in the order of SPEC.md section 3: the session, a parse request, control, and the
+messages inside the zygote (gateway <-> forker, worker/probe -> forker); each docstring names its
+direction.
 """
 
 from __future__ import annotations
@@ -22,9 +25,6 @@ class Message:
     """Base of all messages; ``TYPE`` is the wire name (the ``t`` key)."""
 
     TYPE: ClassVar[str] = ""
-
-
-# --- session -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,6 @@ class Error(Message):
     id: str
     code: str
     message: str
-
-
-# --- parse requests ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -156,9 +153,6 @@ class Exited(Message):
     """Why the zygote ended the worker, worded where it was decided, from the limit actually enforced."""
 
 
-# --- control -----------------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class StatusRequest(Message):
     """Ask for the zygote's state (gateway -> forker too, for the forker's part)."""
@@ -191,9 +185,6 @@ class Ack(Message):
     TYPE: ClassVar[str] = "ack"
     id: RequestId
     detail: str
-
-
-# --- inside the zygote -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
