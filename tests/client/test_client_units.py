@@ -115,6 +115,22 @@ def test_a_refusal_is_believed_until_the_next_load() -> None:
         context.term()
 
 
+def test_silence_counts_only_while_the_client_ran_a_frozen_client_gives_the_zygote_a_fresh_window() -> None:
+    context: zmq.Context[Any] = zmq.Context()
+    try:
+        settings = Settings(socket="ipc:///nonexistent/zygote.sock", heartbeat_timeout=5.0)
+        session = Session(settings, context, _hello())
+        session.state, session._last_recv = SessionState.READY, NOW
+        session.on_timers(NOW + 1.0)
+        session.on_timers(NOW + 31.0)  # the dag-processor was SIGSTOPped for 30 s: nothing was read meanwhile
+        assert session.lost is None and session.availability.last_recv == NOW + 31.0
+        for second in range(32, 37):  # awake, ticking, and still nothing from the zygote: now it is lost
+            session.on_timers(NOW + second + 0.5)
+        assert session.lost is not None and "no traffic" in session.lost[0]
+    finally:
+        context.term()
+
+
 def _hello() -> Any:
     from protocol import Hello
 

@@ -135,6 +135,7 @@ class Session:
         self.next_connect_at = 0.0
         self._handshake_deadline = 0.0
         self._last_recv = self._last_send = 0.0
+        self._last_tick = time.monotonic()
         self._load: dict[str, Any] = {}
         self._block: tuple[str, float] | None = None
         self._epoch = 0
@@ -296,7 +297,17 @@ class Session:
             self._publish(new_load=True)
 
     def on_timers(self, now: float) -> None:
-        """Handshake deadline, silence, our own heartbeat; sets :attr:`lost` when the session ends."""
+        """Handshake deadline, silence, our own heartbeat; sets :attr:`lost` when the session ends.
+
+        Silence is only counted while this thread ran: after a gap of our own (the dag-processor
+        SIGSTOPped, a debugger, starvation) the peer gets a fresh window, because its heartbeats may
+        still sit in the kernel until libzmq's I/O thread, resumed with us, delivers them.
+        """
+        if now - self._last_tick > 3 * self.timeout_ms() / 1000:  # this thread did not run: we were frozen
+            self._last_recv = max(self._last_recv, now)
+            self._handshake_deadline = max(self._handshake_deadline, now + self.settings.connect_timeout)
+            self._publish()
+        self._last_tick = now
         if self.state is SessionState.CONNECTING and now > self._handshake_deadline:
             timeout = self.settings.connect_timeout
             self.lost = f"no handshake answer from {self.settings.socket} within {timeout} s", RECONNECT_S
