@@ -81,11 +81,12 @@ def _run_swaps(home: FaultHome, link: Path, worktree: Any, zygote: Any, processo
         _wait_commit(home, commit, zygote, 60)
         assert processor.alive()
         assert "rejected_path" not in requests(zygote)
-    counts = requests(zygote)
-    assert not REFUSALS & set(counts), counts  # every parse went to a zygote worker (fallback = fail)
     parses = home.parses()
     assert parses and all(parse.ppid != processor.pid for parse in parses)  # no local parse at all
-    assert sum(counts.values()) >= len(parses), counts
+    # A parse in its marker file may still be running when status is read: wait for it to end.
+    wait_for(lambda: sum(requests(zygote).values()) >= len(parses), 60, "the zygote to count every marked parse")
+    counts = requests(zygote)
+    assert not REFUSALS & set(counts), counts  # every parse went to a zygote worker (fallback = fail)
     assert "zygote.unavailable" not in processor.log_text()
 
 
