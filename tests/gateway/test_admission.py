@@ -31,6 +31,7 @@ class _Pool:
         return None if not self._serving else self
 
     generation = 1
+    frozen = 0
 
     def send(self, message: Message) -> None:
         self.sent.append(message)
