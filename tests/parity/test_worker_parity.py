@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagfiles import write
+from dagfiles import STACK_PROBE, write
 from zygote_harness import ParseDriver
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -96,20 +96,6 @@ def test_every_shape_of_import_error_reads_as_in_stock(
 def _lines(log_text: str) -> list[dict[str, Any]]:
     """Per-file log lines without their timestamps."""
     return [{k: v for k, v in json.loads(line).items() if k != "timestamp"} for line in log_text.splitlines()]
-
-
-STACK_PROBE = """# airflow DAG
-import inspect, json, sys, time
-from pathlib import Path
-
-mapped = sum(1 for name in list(sys.modules) if name in inspect._filesbymodname)
-files = sum(1 for module in list(sys.modules.values()) if isinstance(getattr(module, "__file__", None), str))
-start = time.perf_counter()
-inspect.stack()
-first_s = time.perf_counter() - start
-with Path(__file__).with_suffix(".jsonl").open("a") as out:
-    out.write(json.dumps({"mapped": mapped, "files": files, "modules": len(sys.modules), "first_s": first_s}) + "\\n")
-"""
 
 
 def test_inspect_module_map_comes_filled_from_the_forker(dags: Path, driver: ParseDriver, connection: Any) -> None:
