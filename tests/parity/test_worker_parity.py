@@ -80,10 +80,14 @@ def test_every_shape_of_import_error_reads_as_in_stock(
     deep_tracebacks: None, helpers: Path, driver: ParseDriver, connection: Any
 ) -> None:
     differing = {}
-    for shape, (text, expected) in SHAPES.items():
-        path = write(helpers, f"{shape}.py", text)
-        stock = driver.finish(driver.start_stock(path, helpers))
-        ours = driver.finish(driver.start_zygote(connection, path, helpers))
+    paths = {shape: write(helpers, f"{shape}.py", text) for shape, (text, _) in SHAPES.items()}
+    started = {  # all at once: the driver's selector services every parse while it waits for one
+        shape: (driver.start_stock(path, helpers), driver.start_zygote(connection, path, helpers))
+        for shape, path in paths.items()
+    }
+    for shape, (stock_proc, zygote_proc) in started.items():
+        expected = SHAPES[shape][1]
+        stock, ours = driver.finish(stock_proc, timeout=120), driver.finish(zygote_proc, timeout=120)
         [stock_text] = stock.result.import_errors.values()
         assert expected in stock_text, (shape, stock_text)
         assert "loader.exec_module(new_module)" in stock_text, f"{shape}: not the whole traceback: {stock_text}"
