@@ -74,7 +74,11 @@ class ZygoteProcess:
             )
         process = cls(popen, full_env, log_path)
         if wait:
-            process.wait_healthy(timeout)
+            try:
+                process.wait_healthy(timeout)
+            except BaseException:
+                process.stop(timeout=10.0)  # the caller never gets the process: leave nothing running
+                raise
         return process
 
     @property

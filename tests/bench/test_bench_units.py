@@ -348,6 +348,31 @@ def test_bench_render_table() -> None:
     assert "approved_modules = pandas, yaml" in text
     assert "Memory: " in text and "[zygote]" in text
     assert "Approved but not preloaded" in text and "pandas" in text
+    assert "stock's also includes the manager's pre-import" in text  # issue 17: the report says so
+    assert "Same throughput: " in text
+
+
+def test_bench_stock_parse_time_includes_the_managers_pre_import(tmp_path: Path) -> None:
+    """Stock's manager imports a file's airflow modules before forking, outside ``last_duration``."""
+    from airflow.dag_processing.manager import DagFileInfo, DagFileStat
+
+    from zygote.bench.sides import file_records, timed_pre_import
+
+    spent: dict[str, float] = {}
+    calls: list[str] = []
+    pre_import = timed_pre_import(lambda path, *args, **kwargs: calls.append(path), spent)
+    pre_import(str(tmp_path / "heavy_001.py"), log=None)
+    assert calls == [str(tmp_path / "heavy_001.py")] and spent[str(tmp_path / "heavy_001.py")] >= 0.0
+
+    class Manager:
+        _file_stats = {
+            DagFileInfo(rel_path=Path("heavy_001.py"), bundle_name="b"): DagFileStat(num_dags=1, last_duration=0.5),
+            DagFileInfo(rel_path=Path("small_001.py"), bundle_name="b"): DagFileStat(num_dags=1, last_duration=0.25),
+        }
+
+    heavy, small = file_records(Manager(), {"heavy_001.py": 1.5})
+    assert (heavy.path, heavy.parse_s, heavy.manager_side_s) == ("heavy_001.py", 2.0, 1.5)
+    assert (small.parse_s, small.manager_side_s) == (0.25, 0.0)
 
 
 # --- records, sampler, processes -----------------------------------------------------------------
