@@ -77,7 +77,8 @@ def _human(report: dict[str, Any]) -> str:
         + (", draining" if gateway.get("draining") else ""),
         f"forker:    pid {forker.get('pid')}, generation {forker.get('generation')}, {forker.get('state')}, "
         f"threads {forker.get('threads')}, frozen {forker.get('frozen_objects')}, rss {_mib(forker.get('rss'))}",
-        f"workers:   running {workers.get('running')} of {workers.get('max')}, queued {workers.get('queued')}",
+        f"workers:   running {workers.get('running')} of {workers.get('max')}, queued {workers.get('queued')}, "
+        f"pooled {workers.get('pooled', 0)}",
         f"requests:  {_requests_line(report.get('requests') or {})}",
     ]
     if report.get("recent"):
