@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from dagfiles import simple_dag
+from e2e_support import stop_processor
 from zygote_harness import AIRFLOW, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
@@ -45,11 +46,7 @@ def test_zygote_killed_mid_run_falls_back_then_returns(
         wait_for(lambda: alive_and(lambda: len(second.events("request.finished")) >= 4), 120, "the restarted zygote")
         finished = second.events("request.finished")  # before SIGTERM, which kills parses in flight as stock does
     finally:
-        processor.send_signal(signal.SIGTERM)
-        try:
-            processor.wait(60)
-        except subprocess.TimeoutExpired:
-            processor.kill()
+        stop_processor(processor)
     text = log_path.read_text(errors="replace")
     warned = [line for line in text.splitlines() if "zygote.unavailable" in line]
     kinds = [found.group(1) for line in warned if (found := re.search(r"reason\W+(\w+)", line))]
