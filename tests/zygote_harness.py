@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,3 +300,23 @@ def pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def make_airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
+    """What ``airflow_env`` gives, under any folder (module-scoped fixtures pass their own)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(migrated_db, home / "airflow.db")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    env = os.environ.copy()
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__ZYGOTE__SOCKET": socket_endpoint(),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "bundles"),
+        }
+    )
+    return env
