@@ -47,15 +47,18 @@ bench: $(STAMP)
 	$(AIRFLOW) zygote bench --dags $(CORPUS) $(BENCH_ARGS) --output bench-results/bench.json
 
 # The image from deploy/Dockerfile and the sidecar pair run for real in podman
-# (tests/deploy/test_containers.py). Installs podman, runc and mmdebstrap when missing; builds a
+# (tests/deploy/test_containers.py, test_compose.py). Installs podman, runc, mmdebstrap and
+# podman-compose (in build/containers/compose-venv) when missing; builds a
 # stand-in base image (deploy/standin/) since no image registry is reachable; caches the Debian rootfs
 # in build/containers. Needs root.
 CONTAINERS_WORK := $(CURDIR)/build/containers
 containers: $(STAMP)
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
 		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap; }
+	test -x $(CONTAINERS_WORK)/compose-venv/bin/podman-compose || { $(PYTHON) -m venv $(CONTAINERS_WORK)/compose-venv \
+		&& $(CONTAINERS_WORK)/compose-venv/bin/pip install --quiet podman-compose==1.6.0; }
 	WORK=$(CONTAINERS_WORK) deploy/standin/build.sh
-	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy/test_containers.py $(PYTEST_ARGS)
+	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy $(PYTEST_ARGS)
 
 # Stock vs zygote on DAGs built from the Amazon, Google and cncf-kubernetes providers (tests/corpora).
 # Installs the providers extra first (a large download); not part of `make test`.

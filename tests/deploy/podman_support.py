@@ -133,7 +133,7 @@ class Container:
         return podman("exec", self.name, *command, check=check)
 
     def status(self) -> dict[str, Any] | None:
-        result = self.exec("airflow", "zygote", "status", "--json", check=False)
+        result = self.exec("python", "-m", "zygote.client.health", "--json", check=False)
         try:
             report: dict[str, Any] = json.loads(result.stdout)
         except json.JSONDecodeError:
@@ -143,6 +143,16 @@ class Container:
     def logs(self) -> str:
         result = podman("logs", self.name, check=False)
         return result.stdout + result.stderr
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The container's structlog events called ``name`` (JSON lines: its stderr is no tty)."""
+        found = []
+        for line in self.logs().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                event = json.loads(line)
+                if event.get("event") == name:
+                    found.append(event)
+        return found
 
 
 @dataclass

@@ -44,7 +44,7 @@ BIN = Path(sys.executable).parent
 K8S_VERSION = "1.33.0"
 BASE_IMAGE = "apache/airflow"
 PYTHON_TAG = "3.11"
-STATUS_COMMAND = ["airflow", "zygote", "status"]
+STATUS_COMMAND = ["python", "-m", "zygote.client.health"]
 DRAIN_ENV = "AIRFLOW__ZYGOTE__DRAIN_TIMEOUT"
 SOCKET_ENV = "AIRFLOW__ZYGOTE__SOCKET"
 # Sections the handshake fingerprints; secrets among them stay out of the zygote.
@@ -121,7 +121,7 @@ def parse_duration(value: str | int | float) -> float:
 
 
 def is_status_probe(command: list[str] | str) -> bool:
-    """Whether a probe or healthcheck command runs ``airflow zygote status`` (exec or shell form)."""
+    """Whether a probe or healthcheck command runs the lean status query (exec or shell form)."""
     words = shlex.split(command) if isinstance(command, str) else list(command)
     if words[:1] in (["CMD"], ["CMD-SHELL"]):
         words = words[1:] if words[0] == "CMD" else shlex.split(" ".join(words[1:]))
@@ -409,7 +409,7 @@ def assert_probes(container: dict[str, Any], kinds: tuple[str, ...]) -> None:
         probe = container.get(kind)
         assert probe, f"{container['name']} has no {kind}"
         assert is_status_probe(probe["exec"]["command"]), f"{kind}: {probe}"
-        assert probe.get("timeoutSeconds", 1) >= 5, f"{kind}: the CLI needs seconds to start"
+        assert probe.get("timeoutSeconds", 1) >= 5, f"{kind}: the probe needs seconds to start Python"
 
 
 def assert_resources(container: dict[str, Any]) -> None:
