@@ -22,6 +22,8 @@ from dagfiles import HEADER, simple_dag, write
 from preload_support import connected, dags_folder, parse, zygote_env
 from zygote_harness import ParseDriver, RawClient, ZygoteProcess, spawn_message, wait_for
 
+from zygote import linux
+
 pytestmark = pytest.mark.e2e
 
 
@@ -94,7 +96,9 @@ def test_a_refused_fork_answers_that_request_and_the_forker_keeps_serving(
     assert _started_then_killed(raw, "after", path).outcome == "killed"
     forker = zygote.status()["forker"]
     assert forker["pid"] == forker_pid  # the same generation serves on
-    assert forker["thp_disabled"] is True  # inherited by every worker: no 2 MiB copy-on-write faults
+    # THP "always" makes a copy-on-write fault copy 2 MiB: then the forker and its workers opt out
+    assert forker["thp_mode"] == linux.transparent_huge_pages_mode()
+    assert forker["thp_disabled"] is (forker["thp_mode"] == "always")
 
 
 def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_path: Path, driver: ParseDriver) -> None:

@@ -47,6 +47,7 @@ from zygote import linux
 from zygote.config import Settings
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import FINAL_BUDGET, ChildReader
+from zygote.forker.pool import PooledWorker, WarmPool, assign, pooled_body
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
@@ -58,6 +59,8 @@ from zygote.logs import get_logger
 log = get_logger(__name__)
 
 DEADLINE_GRACE_S = 5.0
+POOL_RETRY_S = 1.0
+"""After the kernel refused a pool fork, the pool waits this long before trying again."""
 """The zygote's deadline trails the client's timeout so Airflow's own kill path acts first."""
 
 
@@ -87,6 +90,10 @@ class Forker:
         self.next_sample_at = 0.0
         self.import_costs: dict[str, float] = {}
         self.fork_failures = 0
+        self.thp_mode = linux.transparent_huge_pages_mode()
+        self.memory_reads = {"cheap": 0, "exact": 0}
+        self.pool = WarmPool(settings.warm_workers)
+        self.next_refill_at = 0.0
         self.limits = WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
 
     def prepare(self) -> None:
@@ -94,7 +101,8 @@ class Forker:
         from zygote.forker.warmup import run_warmup
 
         linux.become_subreaper()
-        linux.disable_transparent_huge_pages()
+        if self.thp_mode == "always":  # as Redis does; under madvise only regions asking for THP get it
+            linux.disable_transparent_huge_pages()
         self._install_signals()
         self.preloader.observe(run_warmup(self.settings.warmup_timeout))
         self.preloader.observe(self.preloader.loaded_from_state_file())
@@ -107,7 +115,14 @@ class Forker:
         self.baseline_modules = frozenset(sys.modules)
         self.own_children = frozenset(linux.child_pids(self.pid))  # started by Airflow on purpose
         self.selector.register(self.link, selectors.EVENT_READ, self._read_link)
-        log.info("forker.ready", generation=self.generation, frozen=gc.get_freeze_count(), pid=self.pid)
+        log.info(
+            "forker.ready",
+            generation=self.generation,
+            frozen=gc.get_freeze_count(),
+            pid=self.pid,
+            thp_mode=self.thp_mode,
+            thp_disabled=linux.transparent_huge_pages_disabled(),
+        )
 
     def _install_signals(self) -> None:
         self.wakeup_r, wakeup_w = socket.socketpair()
@@ -138,13 +153,16 @@ class Forker:
         """Serve until drained or the gateway is gone; then every worker has been reaped."""
         self.send(self.ready_message())
         while self.running:
-            for key, _ in self.selector.select(self._next_timeout()):
+            events = self.selector.select(self._next_timeout())
+            for key, _ in events:
                 handler: Callable[[], None] = key.data
                 handler()
             now = time.monotonic()
             self._on_timers(now)
             if self.drain_at is None:
                 self.probes.maybe_start(now)
+                if not events:  # refill only on a turn with nothing else to do: off the request's path
+                    self._refill_pool(now)
             self._maybe_finish_drain()
         for pid in self.own_children:  # nobody would reap Airflow's helpers after us
             linux.kill_quietly(pid)
@@ -152,6 +170,8 @@ class Forker:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         candidates = [self.next_sample_at, now + 1.0]
+        if self.pool.wanted() and self.drain_at is None:
+            candidates.append(self.next_refill_at)
         for deadline in (self.table.next_deadline(), self.drain_at, self.probes.deadline()):
             if deadline:
                 candidates.append(deadline)
@@ -169,17 +189,22 @@ class Forker:
         self.probes.on_timer(now)
 
     def _sample_memory(self) -> None:
-        """Enforce ``worker_memory_limit`` from samples; without a limit, sample nothing.
+        """Enforce ``worker_memory_limit`` from cheap counters, reading the exact USS only near it.
 
         A ``smaps_rollup`` read costs milliseconds for a worker that maps the forker's heap, in
-        the thread that forks; without a limit the worker's own end-of-parse report gives its
-        USS/PSS once.
+        the thread that forks; ``/proc/<pid>/stat`` bounds the USS from above (memory_watch.py).
+        Without a limit nothing is sampled: the worker's own end-of-parse report gives its USS/PSS.
         """
         limit = self.settings.worker_memory_limit * 2**20
         for pid in self.table.pids():
+            counters = linux.stat_memory(pid)
+            self.memory_reads["cheap"] += 1
+            if counters is None or not self.table.cheap_sample(pid, *counters, limit):
+                continue
             memory = linux.smaps_memory(pid)
+            self.memory_reads["exact"] += 1
             if memory:
-                self._act(self.table.sample_memory(pid, memory["uss"], memory["pss"], limit))
+                self._act(self.table.sample_memory(pid, memory["uss"], memory["pss"], limit, counters))
 
     def _read_link(self) -> None:
         try:
@@ -209,6 +234,7 @@ class Forker:
             self.send(StatusReply(id=message.id, status=self.status()))
         elif isinstance(message, Drain):
             self.drain_at = time.monotonic() + message.deadline_s
+            self._evict(self.pool.close())
             log.info("forker.draining", generation=self.generation, workers=len(self.table))
         else:
             log.warning("forker.unexpected_message", type=message.TYPE)
@@ -216,6 +242,7 @@ class Forker:
     def _gateway_gone(self) -> None:
         """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
         log.warning("forker.gateway_gone", workers=len(self.table))
+        self._evict(self.pool.close())
         for pid in self.table.pids():
             self._kill_leftovers(pid)
         self._act(self.table.kill_all(Outcome.CLIENT_GONE))
@@ -234,6 +261,8 @@ class Forker:
             self._refuse(spawn, ErrorCode.FORK_REFUSED, "the forker is draining")
             return
         received = time.monotonic()
+        if self._assign_pooled(spawn, received):
+            return
         try:
             pairs = ChannelPairs.create()
         except OSError as exc:
@@ -253,6 +282,49 @@ class Forker:
             return
         self._track_worker(spawn, pid, pairs, received)
 
+    def _assign_pooled(self, spawn: Spawn, received: float) -> bool:
+        """Hand the request to an idle pool worker, if one is current; False: fork one instead."""
+        while (pooled := self.pool.take()) is not None:
+            if assign(pooled, spawn):
+                self._track_worker(spawn, pooled.pid, pooled.pairs, received, pooled=True)
+                return True
+            log.warning("pool.assign_failed", pid=pooled.pid, request_id=spawn.id)
+            self._evict([pooled])
+        return False
+
+    def _refill_pool(self, now: float) -> None:
+        """Fork one pool worker if the pool wants one (one per idle turn: a spawn never waits on more)."""
+        if not self.pool.wanted() or now < self.next_refill_at:
+            return
+        try:
+            pairs = ChannelPairs.create()
+        except OSError as exc:
+            self._pool_fork_failed(now, exc)
+            return
+        body = pooled_body(pairs, self.limits, self.baseline_modules)
+        try:
+            pid = fork_child(body, pairs.child_fds(), quiet=False)
+        except ForkRefused as exc:
+            pairs.close_all()
+            self._retire(f"{exc}; this generation is retired")
+            return
+        except OSError as exc:
+            pairs.close_all()
+            self._pool_fork_failed(now, exc)
+            return
+        pairs.close_child_ends()
+        self.pool.add(PooledWorker(pid, pairs, self.pool.heap))
+
+    def _pool_fork_failed(self, now: float, exc: OSError) -> None:
+        self.next_refill_at = now + POOL_RETRY_S
+        log.warning("pool.fork_failed", error=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
+
+    def _evict(self, workers: list[PooledWorker]) -> None:
+        """Kill idle pool workers (stale, or the pool closed); they are reaped like any child."""
+        for worker in workers:
+            linux.kill_quietly(worker.pid)
+            worker.pairs.close_all()
+
     def _refuse(self, spawn: Spawn, code: ErrorCode, why: str) -> None:
         log.error("forker.fork_refused", request_id=spawn.id, code=code.value, reason=why)
         self.send(Error(id=spawn.id, code=code.value, message=why))
@@ -262,13 +334,16 @@ class Forker:
         name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         self._refuse(spawn, ErrorCode.FORK_FAILED, f"{what}: {name} ({exc.strerror})")
 
-    def _track_worker(self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float) -> None:
+    def _track_worker(
+        self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float, *, pooled: bool = False
+    ) -> None:
         fork_ms = (time.monotonic() - started) * 1000
         pairs.close_child_ends()
         # The gateway sanitised spawn.timeout; the grace lets Airflow's own kill path act first.
         timeout = min(spawn.timeout + DEADLINE_GRACE_S, self.settings.worker_timeout)
         worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
         worker.extra["generation"] = self.generation
+        worker.extra["pooled"] = pooled
         self.table.add(worker)
         report = pairs.parent["report"]
         report.setblocking(False)
@@ -277,7 +352,7 @@ class Forker:
         started_msg = Started(id=spawn.id, pid=pid, generation=self.generation, fork_ms=fork_ms)
         self.send(started_msg, pairs.relayed_parent_fds())
         pairs.close_relayed_parent_ends()
-        log.debug("worker.spawned", request_id=spawn.id, pid=pid, fork_ms=round(fork_ms, 3))
+        log.debug("worker.spawned", request_id=spawn.id, pid=pid, fork_ms=round(fork_ms, 3), pooled=pooled)
 
     def _read_report(self, pid: int, budget: int | None = None) -> None:
         reader = self.reports.get(pid)
@@ -321,12 +396,21 @@ class Forker:
         if pid == self.probes.pid:
             self._after_promotion(self.probes.on_reaped(exit_code))
             return
+        if pid in self.pool:
+            self._pool_worker_reaped(pid, exit_code)
+            return
         if pid not in self.table:
             return
         self._read_report(pid, FINAL_BUDGET)
         self._forget_report(pid)
         usage = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime, "peak_rss": rusage.ru_maxrss * 1024}
         self._act(self.table.reaped(pid, exit_code, usage, time.monotonic()))
+
+    def _pool_worker_reaped(self, pid: int, exit_code: int) -> None:
+        lost = self.pool.reaped(pid)
+        if lost is not None:  # died idle (killed from outside): nothing was assigned to it
+            lost.pairs.close_all()
+            log.warning("pool.worker_lost", pid=pid, exit_code=exit_code)
 
     def _forget_report(self, pid: int) -> None:
         reader = self.reports.pop(pid, None)
@@ -346,7 +430,7 @@ class Forker:
     def _kill_leftovers(self, pgid: int) -> None:
         """Kill the worker's group and any orphan re-parented to us that is not ours to keep."""
         stray = linux.kill_group_quietly(pgid)
-        keep = {*self.table.pids(), *self.own_children, self.probes.pid}
+        keep = {*self.table.pids(), *self.pool.pids(), *self.own_children, self.probes.pid}
         for pid in linux.child_pids(self.pid):
             if pid not in keep:
                 stray = linux.kill_quietly(pid) or stray
@@ -356,6 +440,7 @@ class Forker:
     def _after_promotion(self, promoted: list[str]) -> None:
         if promoted:
             self.baseline_modules = frozenset(sys.modules)
+            self._evict(self.pool.heap_changed())  # an idle worker holds the heap before the promotion
             log.info(
                 "preload.loaded",
                 modules=len(promoted),
@@ -370,11 +455,12 @@ class Forker:
         if self.drain_at is not None:
             return
         log.error("forker.retiring", generation=self.generation, reason=why, threads=linux.native_thread_count())
+        self._evict(self.pool.close())
         self.drain_at = time.monotonic() + self.settings.worker_timeout
         self.send(Error(id="", code=ErrorCode.FORK_REFUSED.value, message=why))
 
     def _maybe_finish_drain(self) -> None:
-        if self.drain_at is not None and not len(self.table):
+        if self.drain_at is not None and not len(self.table) and not self.pool.pids():
             if self.probes.pid is not None:
                 self.probes.kill()
                 return
@@ -394,10 +480,27 @@ class Forker:
                 "state": "draining" if self.drain_at is not None else "ready",
                 "running": len(self.table),
                 "fork_failures": self.fork_failures,
+                "memory_reads": dict(self.memory_reads),
+                "pooled": len(self.pool),
+                "pool": self._pool_status(),
+                "thp_mode": self.thp_mode,
                 "thp_disabled": linux.transparent_huge_pages_disabled(),
             },
             "preload": self.preloader.status(),
             "import_costs": dict(top_costs),
+        }
+
+    def _pool_status(self) -> dict[str, Any]:
+        """The pool's size and what its idle workers cost (exact, but only when status is asked for)."""
+        memory = [linux.smaps_memory(pid) for pid in self.pool.pids()]
+        return {
+            "size": self.pool.size,
+            "idle": len(self.pool),
+            "handed_out": self.pool.handed_out,
+            "evicted": self.pool.evicted,
+            "pids": self.pool.pids(),
+            "uss": sum(m.get("uss", 0) for m in memory),
+            "pss": sum(m.get("pss", 0) for m in memory),
         }
 
 
