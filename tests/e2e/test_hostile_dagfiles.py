@@ -60,33 +60,37 @@ def _dag_ids(outcome: ParseOutcome) -> list[str]:
 CPU_LIMIT_SIGNALS = (-signal.SIGKILL, -signal.SIGXCPU)
 """RLIMIT_CPU with hard == soft (today's worker) kills with SIGKILL; with hard > soft, SIGXCPU first."""
 
-ENDINGS: dict[str, tuple[str, tuple[int, ...] | None, str | None]] = {
-    # name: (body, expected exit codes, expected ledger outcome)
-    "raises": ("raise ValueError('parse-time failure')", (0,), "exited"),
-    "sys_exit": ("sys.exit(1)", (0,), "exited"),
-    "os_exit": ("os._exit(7)", (7,), "failed"),
+SPIN_ENDINGS = ("signaled", "deadline")
+"""A worker spinning in a fault handler meets its CPU limit (2 s) before its wall deadline (4 s) only
+when it gets more than half a core; on a loaded machine the deadline comes first. Either ends it."""
+
+ENDINGS: dict[str, tuple[str, tuple[int, ...] | None, tuple[str, ...]]] = {
+    # name: (body, expected exit codes, expected ledger outcomes)
+    "raises": ("raise ValueError('parse-time failure')", (0,), ("exited",)),
+    "sys_exit": ("sys.exit(1)", (0,), ("exited",)),
+    "os_exit": ("os._exit(7)", (7,), ("failed",)),
     "segfault": (
         "import ctypes; signal.signal(signal.SIGSEGV, signal.SIG_DFL); ctypes.string_at(0)",
         (-signal.SIGSEGV,),
-        "signaled",
+        ("signaled",),
     ),
     # Airflow's importer installs a Python SIGSEGV handler: the fault repeats forever (stock too)
-    # until something stops the spinning worker; here its CPU time limit does.
-    "segfault_under_airflow_handler": ("import ctypes; ctypes.string_at(0)", CPU_LIMIT_SIGNALS, "signaled"),
-    "closes_stdio": ("os.close(0); os.close(1); os.close(2)", None, None),
+    # until something stops the spinning worker; here its CPU limit or its deadline does.
+    "segfault_under_airflow_handler": ("import ctypes; ctypes.string_at(0)", CPU_LIMIT_SIGNALS, SPIN_ENDINGS),
+    "closes_stdio": ("os.close(0); os.close(1); os.close(2)", None, ()),
 }
 
 
 @pytest.mark.parametrize("name", sorted(ENDINGS))
 def test_dag_file_that_ends_badly(name: str, hostile: Hostile, conn: Any, driver: ParseDriver) -> None:
     base = hostile.baseline()
-    body, exit_codes, outcome = ENDINGS[name]
+    body, exit_codes, outcomes = ENDINGS[name]
     path = write(hostile.dags, f"{name}.py", MARKER + body + "\n")
     parsed = _parse(driver, conn, hostile, path)
     entry = _one_entry(conn)
     assert entry.exit_code == int(parsed.exit_code)
     if exit_codes is not None:
-        assert int(parsed.exit_code) in exit_codes and entry.outcome == outcome, parsed.log_text[-2000:]
+        assert int(parsed.exit_code) in exit_codes and entry.outcome in outcomes, parsed.log_text[-2000:]
     if name == "raises":
         assert "parse-time failure" in str(parsed.result.import_errors)
     hostile.assert_recovered(base, conn.ledger)
