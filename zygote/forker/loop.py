@@ -47,7 +47,7 @@ from zygote import linux
 from zygote.config import Settings
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import FINAL_BUDGET, ChildReader
-from zygote.forker.pool import PooledWorker, WarmPool, assign, pooled_body
+from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
@@ -59,8 +59,6 @@ from zygote.logs import get_logger
 log = get_logger(__name__)
 
 DEADLINE_GRACE_S = 5.0
-POOL_RETRY_S = 1.0
-"""After the kernel refused a pool fork, the pool waits this long before trying again."""
 """The zygote's deadline trails the client's timeout so Airflow's own kill path acts first."""
 
 
@@ -92,9 +90,8 @@ class Forker:
         self.fork_failures = 0
         self.thp_mode = linux.transparent_huge_pages_mode()
         self.memory_reads = {"cheap": 0, "exact": 0}
-        self.pool = WarmPool(settings.warm_workers)
-        self.next_refill_at = 0.0
         self.limits = WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
+        self.pool = PoolKeeper(settings.warm_workers, self.limits)
 
     def prepare(self) -> None:
         """Warm-up, eager preloads, then collect and freeze: the heap workers share."""
@@ -170,8 +167,9 @@ class Forker:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         candidates = [self.next_sample_at, now + 1.0]
-        if self.pool.wanted() and self.drain_at is None:
-            candidates.append(self.next_refill_at)
+        refill_at = self.pool.refill_at()
+        if refill_at is not None and self.drain_at is None:
+            candidates.append(refill_at)
         for deadline in (self.table.next_deadline(), self.drain_at, self.probes.deadline()):
             if deadline:
                 candidates.append(deadline)
@@ -234,7 +232,7 @@ class Forker:
             self.send(StatusReply(id=message.id, status=self.status()))
         elif isinstance(message, Drain):
             self.drain_at = time.monotonic() + message.deadline_s
-            self._evict(self.pool.close())
+            self.pool.close()
             log.info("forker.draining", generation=self.generation, workers=len(self.table))
         else:
             log.warning("forker.unexpected_message", type=message.TYPE)
@@ -242,7 +240,7 @@ class Forker:
     def _gateway_gone(self) -> None:
         """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
         log.warning("forker.gateway_gone", workers=len(self.table))
-        self._evict(self.pool.close())
+        self.pool.close()
         for pid in self.table.pids():
             self._kill_leftovers(pid)
         self._act(self.table.kill_all(Outcome.CLIENT_GONE))
@@ -261,7 +259,9 @@ class Forker:
             self._refuse(spawn, ErrorCode.FORK_REFUSED, "the forker is draining")
             return
         received = time.monotonic()
-        if self._assign_pooled(spawn, received):
+        pooled = self.pool.take(spawn)
+        if pooled is not None:
+            self._track_worker(spawn, pooled.pid, pooled.pairs, received, pooled=True)
             return
         try:
             pairs = ChannelPairs.create()
@@ -282,48 +282,11 @@ class Forker:
             return
         self._track_worker(spawn, pid, pairs, received)
 
-    def _assign_pooled(self, spawn: Spawn, received: float) -> bool:
-        """Hand the request to an idle pool worker, if one is current; False: fork one instead."""
-        while (pooled := self.pool.take()) is not None:
-            if assign(pooled, spawn):
-                self._track_worker(spawn, pooled.pid, pooled.pairs, received, pooled=True)
-                return True
-            log.warning("pool.assign_failed", pid=pooled.pid, request_id=spawn.id)
-            self._evict([pooled])
-        return False
-
     def _refill_pool(self, now: float) -> None:
-        """Fork one pool worker if the pool wants one (one per idle turn: a spawn never waits on more)."""
-        if not self.pool.wanted() or now < self.next_refill_at:
-            return
         try:
-            pairs = ChannelPairs.create()
-        except OSError as exc:
-            self._pool_fork_failed(now, exc)
-            return
-        body = pooled_body(pairs, self.limits, self.baseline_modules)
-        try:
-            pid = fork_child(body, pairs.child_fds(), quiet=False)
+            self.pool.refill(now, self.baseline_modules)
         except ForkRefused as exc:
-            pairs.close_all()
             self._retire(f"{exc}; this generation is retired")
-            return
-        except OSError as exc:
-            pairs.close_all()
-            self._pool_fork_failed(now, exc)
-            return
-        pairs.close_child_ends()
-        self.pool.add(PooledWorker(pid, pairs, self.pool.heap))
-
-    def _pool_fork_failed(self, now: float, exc: OSError) -> None:
-        self.next_refill_at = now + POOL_RETRY_S
-        log.warning("pool.fork_failed", error=errno.errorcode.get(exc.errno or 0, str(exc.errno)))
-
-    def _evict(self, workers: list[PooledWorker]) -> None:
-        """Kill idle pool workers (stale, or the pool closed); they are reaped like any child."""
-        for worker in workers:
-            linux.kill_quietly(worker.pid)
-            worker.pairs.close_all()
 
     def _refuse(self, spawn: Spawn, code: ErrorCode, why: str) -> None:
         log.error("forker.fork_refused", request_id=spawn.id, code=code.value, reason=why)
@@ -397,7 +360,7 @@ class Forker:
             self._after_promotion(self.probes.on_reaped(exit_code))
             return
         if pid in self.pool:
-            self._pool_worker_reaped(pid, exit_code)
+            self.pool.reaped(pid, exit_code)
             return
         if pid not in self.table:
             return
@@ -405,12 +368,6 @@ class Forker:
         self._forget_report(pid)
         usage = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime, "peak_rss": rusage.ru_maxrss * 1024}
         self._act(self.table.reaped(pid, exit_code, usage, time.monotonic()))
-
-    def _pool_worker_reaped(self, pid: int, exit_code: int) -> None:
-        lost = self.pool.reaped(pid)
-        if lost is not None:  # died idle (killed from outside): nothing was assigned to it
-            lost.pairs.close_all()
-            log.warning("pool.worker_lost", pid=pid, exit_code=exit_code)
 
     def _forget_report(self, pid: int) -> None:
         reader = self.reports.pop(pid, None)
@@ -440,7 +397,7 @@ class Forker:
     def _after_promotion(self, promoted: list[str]) -> None:
         if promoted:
             self.baseline_modules = frozenset(sys.modules)
-            self._evict(self.pool.heap_changed())  # an idle worker holds the heap before the promotion
+            self.pool.heap_changed()  # an idle worker holds the heap before the promotion
             log.info(
                 "preload.loaded",
                 modules=len(promoted),
@@ -455,7 +412,7 @@ class Forker:
         if self.drain_at is not None:
             return
         log.error("forker.retiring", generation=self.generation, reason=why, threads=linux.native_thread_count())
-        self._evict(self.pool.close())
+        self.pool.close()
         self.drain_at = time.monotonic() + self.settings.worker_timeout
         self.send(Error(id="", code=ErrorCode.FORK_REFUSED.value, message=why))
 
@@ -482,25 +439,12 @@ class Forker:
                 "fork_failures": self.fork_failures,
                 "memory_reads": dict(self.memory_reads),
                 "pooled": len(self.pool),
-                "pool": self._pool_status(),
+                "pool": self.pool.status(),
                 "thp_mode": self.thp_mode,
                 "thp_disabled": linux.transparent_huge_pages_disabled(),
             },
             "preload": self.preloader.status(),
             "import_costs": dict(top_costs),
-        }
-
-    def _pool_status(self) -> dict[str, Any]:
-        """The pool's size and what its idle workers cost (exact, but only when status is asked for)."""
-        memory = [linux.smaps_memory(pid) for pid in self.pool.pids()]
-        return {
-            "size": self.pool.size,
-            "idle": len(self.pool),
-            "handed_out": self.pool.handed_out,
-            "evicted": self.pool.evicted,
-            "pids": self.pool.pids(),
-            "uss": sum(m.get("uss", 0) for m in memory),
-            "pss": sum(m.get("pss", 0) for m in memory),
         }
 
 
