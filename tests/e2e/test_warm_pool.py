@@ -93,11 +93,19 @@ def test_a_promotion_replaces_the_idle_workers_so_none_is_handed_out_stale(
     assert "zt_slow" not in second.imports  # the worker was forked from the heap that holds it
 
 
-def test_pool_workers_never_outlive_their_forker(zygote: ZygoteProcess) -> None:
-    pool = full_pool(zygote)
+def test_pool_workers_never_outlive_their_generation(zygote: ZygoteProcess) -> None:
+    from zygote.client.control import request_reload
+
+    def ended(pids: list[int], why: str) -> None:
+        for pid in pids:
+            wait_for(lambda pid=pid: not pid_alive(pid), 30, f"pool worker {pid} to end {why}")
+
+    drained = full_pool(zygote)
+    request_reload(zygote.settings)  # the old generation drains: its pool is killed and reaped
+    ended(drained["pids"], "with the drained generation")
+    pool = full_pool(zygote, not_among=set(drained["pids"]))
     forker = zygote.status()["forker"]["pid"]
     os.kill(forker, signal.SIGKILL)
-    for pid in pool["pids"]:
-        wait_for(lambda pid=pid: not pid_alive(pid), 30, f"pool worker {pid} to end with its forker")
+    ended(pool["pids"], "with their killed forker")
     zygote.wait_healthy()
     full_pool(zygote, not_among=set(pool["pids"]))  # the next generation has its own pool
