@@ -37,6 +37,16 @@ def _raw(zygote: ZygoteProcess) -> Iterator[RawClient]:
         client.close()
 
 
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZygoteProcess]:
+    """Without a warm pool: these tests make the fork on a request's path fail (ADR 0006)."""
+    process = ZygoteProcess.start(zygote_env(warm_workers="0"), tmp_path_factory.mktemp("zygote") / "zygote.log")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
 @pytest.fixture
 def raw(zygote: ZygoteProcess) -> Iterator[RawClient]:
     with _raw(zygote) as client:
@@ -123,7 +133,9 @@ def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_pat
 
 
 def test_a_thread_that_appears_later_retires_the_generation(zygote_factory: Any, dags: Path) -> None:
-    zygote = zygote_factory(zygote_env(approved_modules="zt_thread_after_fork", preload_modules="zt_thread_after_fork"))
+    # No warm pool: the first fork is then a request's (with a pool, a refill meets the thread first)
+    options = {"approved_modules": "zt_thread_after_fork", "preload_modules": "zt_thread_after_fork"}
+    zygote = zygote_factory(zygote_env(warm_workers="0", **options))
     first = zygote.status()["forker"]
     assert zygote.status()["preload"]["zt_thread_after_fork"]["state"] == "loaded"
     path = write(dags, "thread_later.py", simple_dag("thread_later"))
