@@ -34,7 +34,7 @@ os.environ.update(_BASE_ENV)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from zygote_harness import AIRFLOW, SOCKET_DIRS, ParseDriver, ZygoteProcess, socket_endpoint  # noqa: E402
+from zygote_harness import AIRFLOW, SOCKET_DIRS, ParseDriver, ZygoteProcess, make_airflow_env, socket_endpoint  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,22 +49,7 @@ def migrated_db() -> Path:
 @pytest.fixture
 def airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
     """Environment for subprocesses: a private copy of the migrated DB and a private socket."""
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(migrated_db, home / "airflow.db")
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    env = os.environ.copy()
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__ZYGOTE__SOCKET": socket_endpoint(),
-            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "bundles"),
-        }
-    )
-    return env
+    return make_airflow_env(tmp_path, migrated_db)
 
 
 @pytest.fixture

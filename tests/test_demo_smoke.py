@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(660)]  # the demo itself may take up to 600 s
 
 
 def test_demo_once_parses_the_example_dags_through_the_zygote(tmp_path: Path) -> None:

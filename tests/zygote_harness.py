@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from zygote.launcher import ZygoteProcess as LaunchedZygote
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
@@ -52,62 +54,12 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.05) 
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-@dataclass
-class ZygoteProcess:
-    popen: subprocess.Popen[bytes]
-    env: dict[str, str]
-    log_path: Path
-
-    @classmethod
-    def start(
-        cls, env: dict[str, str], log_path: Path, extra_env: dict[str, str] | None = None, wait: bool = True
-    ) -> ZygoteProcess:
-        full_env = {**env, **(extra_env or {})}
-        with log_path.open("ab") as log:
-            popen = subprocess.Popen(
-                [AIRFLOW, "zygote", "serve"], env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        process = cls(popen, full_env, log_path)
-        if wait:
-            process.wait_healthy()
-        return process
+class ZygoteProcess(LaunchedZygote):
+    """The package's launcher (``zygote.launcher``), with the tests' client settings and log events."""
 
     @property
     def settings(self) -> Any:
         return settings_for(self.env)
-
-    def status(self, timeout: float = 5.0) -> dict[str, Any]:
-        from zygote.client.control import query_status
-
-        return query_status(self.settings, timeout_s=timeout)
-
-    def wait_healthy(self, timeout: float = 90.0) -> dict[str, Any]:
-        from zygote.client.control import ControlError
-
-        def healthy() -> dict[str, Any] | None:
-            if self.popen.poll() is not None:
-                raise AssertionError(f"zygote exited with {self.popen.returncode}:\n{self.log_text()[-4000:]}")
-            try:
-                report = self.status(timeout=1.0)
-            except ControlError:
-                return None
-            return report if report.get("healthy") else None
-
-        result: dict[str, Any] = wait_for(healthy, timeout, "a healthy zygote", interval=0.2)
-        return result
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(10)
-        return self.popen.returncode
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         found = []
@@ -299,3 +251,23 @@ def pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def make_airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
+    """What ``airflow_env`` gives, under any folder (module-scoped fixtures pass their own)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(migrated_db, home / "airflow.db")
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    env = os.environ.copy()
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__ZYGOTE__SOCKET": socket_endpoint(),
+            "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "bundles"),
+        }
+    )
+    return env

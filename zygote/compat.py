@@ -29,6 +29,7 @@ IMPORT_TIME_OPTIONS = (
     "api.ssl_ca_file",
     "api.ssl_cert",
     "atlas.password",
+    "aws.session_factory",
     "core.asset_manager_class",
     "core.asset_manager_kwargs",
     "core.compress_serialized_dags",
@@ -45,6 +46,7 @@ IMPORT_TIME_OPTIONS = (
     "core.default_timezone",
     "core.executor",
     "core.hide_sensitive_var_conn_fields",
+    "core.killed_task_cleanup_time",
     "core.lazy_discover_providers",
     "core.lazy_load_plugins",
     "core.max_task_retry_delay",
@@ -104,6 +106,12 @@ IMPORT_TIME_OPTIONS = (
     "workers.socket_cleanup_timeout",
 )
 """``section.option`` read while the forker starts or while a library module body runs."""
+
+READ_WITH_PROVIDER = {
+    "aws.session_factory": "apache-airflow-providers-amazon",  # base_aws.py resolves SessionFactory at import
+    "core.killed_task_cleanup_time": "apache-airflow-providers-google",  # its operators import process_utils
+}
+"""Options of :data:`IMPORT_TIME_OPTIONS` read at import only when this distribution is installed."""
 
 EXEMPT = {
     "zygote.*": "each side's own [zygote] settings",

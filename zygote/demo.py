@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zygote.launcher import ZygoteLaunchError, ZygoteProcess, airflow_command
+
 RUN_DIR = Path(".run")
 
 
@@ -31,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     tap = MetricsTap()
     env = _environment(home, tap.port)
     _migrate(env, home)
-    zygote = _spawn(["zygote", "serve"], env, home / "zygote.log")
+    print(f"Starting airflow zygote serve (log: {home / 'zygote.log'})")
+    zygote = ZygoteProcess.start(env, home / "zygote.log", wait=False)
     processor: subprocess.Popen[bytes] | None = None
     try:
-        status = _wait_healthy(env, zygote)
+        status = _wait_healthy(zygote)
         print(
             f"zygote ready: forker pid {status['forker']['pid']}, {status['forker']['frozen_objects']} frozen objects"
         )
@@ -49,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nStopping...")
     finally:
-        codes = [_stop(proc) for proc in (processor, zygote) if proc is not None]
+        codes = [_stop(processor)] if processor is not None else []
+        codes.append(zygote.stop(90))
     return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
@@ -111,42 +115,26 @@ def _environment(home: Path, statsd_port: int) -> dict[str, str]:
     return env
 
 
-def _airflow() -> str:
-    return str(Path(sys.executable).parent / "airflow")
-
-
 def _migrate(env: dict[str, str], home: Path) -> None:
     if (home / "airflow.db").exists():
         return
     print(f"Creating the metadata DB: airflow db migrate ({home / 'airflow.db'})")
-    subprocess.run([_airflow(), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(airflow_command("db", "migrate"), env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     print(f"Starting airflow {' '.join(args)} (log: {log})")
     with log.open("ab") as out:
         return subprocess.Popen(
-            [_airflow(), *args], env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            airflow_command(*args), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
-def _wait_healthy(env: dict[str, str], zygote: subprocess.Popen[bytes], timeout: float = 120) -> dict[str, Any]:
-    from zygote.client.control import ControlError, query_status
-    from zygote.config import Settings
-
-    settings = Settings(socket=env["AIRFLOW__ZYGOTE__SOCKET"])
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if zygote.poll() is not None:
-            raise SystemExit(f"the zygote exited with {zygote.returncode}; see its log")
-        try:
-            status = query_status(settings, timeout_s=1.0)
-        except ControlError:
-            continue
-        if status.get("healthy"):
-            return status
-        time.sleep(0.2)
-    raise SystemExit("the zygote did not become healthy in time")
+def _wait_healthy(zygote: ZygoteProcess) -> dict[str, Any]:
+    try:
+        return zygote.wait_healthy(timeout=120)
+    except ZygoteLaunchError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _wait_first_pass(processor: subprocess.Popen[bytes], home: Path, once: bool) -> None:
@@ -180,10 +168,10 @@ def _report(env: dict[str, str], home: Path) -> None:
     for filename, stacktrace in errors:
         print(f"  {filename}: {stacktrace.strip().splitlines()[-1]}")
     print("\nZygote status (airflow zygote status):")
-    subprocess.run([_airflow(), "zygote", "status"], env=env, check=False)
+    subprocess.run(airflow_command("zygote", "status"), env=env, check=False)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> int:
+def _stop(proc: subprocess.Popen[bytes]) -> int | None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:

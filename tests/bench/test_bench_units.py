@@ -18,11 +18,10 @@ import psutil
 import pytest
 from rich.console import Console
 
-from zygote.bench import advice, corpus, procs, report, stats
-from zygote.bench.aggregate import ALL_CATEGORIES, compare
+from zygote.bench import advice, corpus, figures, processes, report
 from zygote.bench.cli import DEFAULT_APPROVED, config_from_args
-from zygote.bench.environment import BenchError, Homes, clean_environ, side_env
-from zygote.bench.memory import breakeven, crossing, same_throughput
+from zygote.bench.figures import ALL_CATEGORIES, breakeven, compare, crossing, same_throughput
+from zygote.bench.processes import BenchError, Homes, clean_environ, side_env
 from zygote.bench.results import (
     ChildRecord,
     FileRecord,
@@ -34,11 +33,10 @@ from zygote.bench.results import (
 )
 from zygote.bench.runner import merge_peaks, side_order
 from zygote.bench.sampler import Peak, Sample, TreeSampler, summarize_samples
-from zygote.bench.stock import child_record
-from zygote.bench.zygote_side import ledger_record, normalized_outcome
+from zygote.bench.sides import child_record, ledger_record, normalized_outcome
 from zygote.forker.measure import GcTimer
 
-README = Path(__file__).resolve().parents[2] / "zygote" / "bench" / "README_BENCH.md"
+README = Path(__file__).resolve().parents[2] / "docs" / "bench.md"
 MIB = 1024 * 1024
 
 
@@ -46,7 +44,7 @@ MIB = 1024 * 1024
 
 
 def test_bench_summarize_skips_missing_values() -> None:
-    dist = stats.summarize([None, 1, 3.0, None, 2])
+    dist = figures.summarize([None, 1, 3.0, None, 2])
     assert dist == {"n": 3, "p50": 2.0, "p95": 3.0, "max": 3.0, "mean": 2.0}
 
 
@@ -57,23 +55,23 @@ def test_bench_percentiles_are_the_ones_status_reports() -> None:
     samples = Samples()
     for value in values:
         samples.add(value)
-    dist, status = stats.summarize(values), samples.summary()
+    dist, status = figures.summarize(values), samples.summary()
     assert (dist["p50"], dist["p95"], dist["max"]) == (status["p50"], status["p95"], status["max"])
-    assert stats.summarize([None]) == {"n": 0, "p50": None, "p95": None, "max": None, "mean": None}
+    assert figures.summarize([None]) == {"n": 0, "p50": None, "p95": None, "max": None, "mean": None}
 
 
 @pytest.mark.parametrize(
     ("zygote", "stock", "expected"), [(1.0, 4.0, 0.25), (None, 1.0, None), (1.0, None, None), (1.0, 0.0, None)]
 )
 def test_bench_ratio(zygote: float | None, stock: float | None, expected: float | None) -> None:
-    assert stats.ratio(zygote, stock) == expected
+    assert figures.ratio(zygote, stock) == expected
 
 
 def test_bench_linear_fit() -> None:
-    assert stats.linear_fit([(2, 10), (8, 40)]) == pytest.approx((0.0, 5.0))
-    intercept, slope = stats.linear_fit([(1, 3), (2, 5), (3, 7)]) or (0, 0)
+    assert figures.linear_fit([(2, 10), (8, 40)]) == pytest.approx((0.0, 5.0))
+    intercept, slope = figures.linear_fit([(1, 3), (2, 5), (3, 7)]) or (0, 0)
     assert (intercept, slope) == pytest.approx((1.0, 2.0))
-    assert stats.linear_fit([(2, 1), (2, 3)]) is None
+    assert figures.linear_fit([(2, 1), (2, 3)]) is None
 
 
 # --- corpus --------------------------------------------------------------------------------------
@@ -338,7 +336,7 @@ def test_bench_readme_documents_every_key() -> None:
     text = README.read_text()
     keys = {*report.TOP_LEVEL_KEYS, *report.RATIO_KEYS, *report.SIDE_KEYS, *report.PHASE_KEYS, *report.DIST_KEYS}
     missing = sorted(k for k in keys if f"`{k}`" not in text)
-    assert not missing, f"README_BENCH.md does not document: {missing}"
+    assert not missing, f"docs/bench.md does not document: {missing}"
 
 
 def test_bench_render_table() -> None:
@@ -350,6 +348,31 @@ def test_bench_render_table() -> None:
     assert "approved_modules = pandas, yaml" in text
     assert "Memory: " in text and "[zygote]" in text
     assert "Approved but not preloaded" in text and "pandas" in text
+    assert "stock's also includes the manager's pre-import" in text  # issue 17: the report says so
+    assert "Same throughput: " in text
+
+
+def test_bench_stock_parse_time_includes_the_managers_pre_import(tmp_path: Path) -> None:
+    """Stock's manager imports a file's airflow modules before forking, outside ``last_duration``."""
+    from airflow.dag_processing.manager import DagFileInfo, DagFileStat
+
+    from zygote.bench.sides import file_records, timed_pre_import
+
+    spent: dict[str, float] = {}
+    calls: list[str] = []
+    pre_import = timed_pre_import(lambda path, *args, **kwargs: calls.append(path), spent)
+    pre_import(str(tmp_path / "heavy_001.py"), log=None)
+    assert calls == [str(tmp_path / "heavy_001.py")] and spent[str(tmp_path / "heavy_001.py")] >= 0.0
+
+    class Manager:
+        _file_stats = {
+            DagFileInfo(rel_path=Path("heavy_001.py"), bundle_name="b"): DagFileStat(num_dags=1, last_duration=0.5),
+            DagFileInfo(rel_path=Path("small_001.py"), bundle_name="b"): DagFileStat(num_dags=1, last_duration=0.25),
+        }
+
+    heavy, small = file_records(Manager(), {"heavy_001.py": 1.5})
+    assert (heavy.path, heavy.parse_s, heavy.manager_side_s) == ("heavy_001.py", 2.0, 1.5)
+    assert (small.parse_s, small.manager_side_s) == (0.25, 0.0)
 
 
 # --- records, sampler, processes -----------------------------------------------------------------
@@ -437,18 +460,18 @@ def test_bench_sampler_sees_its_own_tree() -> None:
 
 def test_bench_stop_kills_the_whole_tree(tmp_path: Path) -> None:
     script = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"
-    started = procs.spawn("tree", [sys.executable, "-c", script], dict(clean_environ()), tmp_path / "log")
+    started = processes.spawn("tree", [sys.executable, "-c", script], dict(clean_environ()), tmp_path / "log")
     deadline = time.monotonic() + 10
-    while not procs.descendants(started.pid) and time.monotonic() < deadline:
+    while not processes.descendants(started.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    family = [psutil.Process(started.pid), *procs.descendants(started.pid)]
+    family = [psutil.Process(started.pid), *processes.descendants(started.pid)]
     assert len(family) == 2
-    procs.stop(started, grace=1.0)
+    processes.stop(started, grace=1.0)
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_bench_registry_stop_all(tmp_path: Path) -> None:
-    registry = procs.Registry()
+    registry = processes.Registry()
     started = [registry.spawn(f"s{i}", [sys.executable, "-c", "import time; time.sleep(60)"], dict(clean_environ()),
                               tmp_path / f"{i}.log") for i in range(2)]  # fmt: skip
     registry.stop_all()
@@ -508,7 +531,7 @@ def test_bench_round_validation() -> None:
 
 
 def test_bench_chart_series_and_optional_matplotlib(tmp_path: Path) -> None:
-    from zygote.bench.chart import CHART_RATIOS, chart_series, write_chart
+    from zygote.bench.report import CHART_RATIOS, chart_series, write_chart
 
     doc = sample_report()
     series = chart_series(doc)
@@ -540,7 +563,7 @@ class FlakyServer:
 def test_bench_zygote_start_is_retried_once(tmp_path: Path) -> None:
     from zygote.bench.runner import Bench, BenchConfig
 
-    bench = Bench(BenchConfig(None, 1, (2,), ""), Homes(tmp_path, tmp_path), procs.Registry(), 1)
+    bench = Bench(BenchConfig(None, 1, (2,), ""), Homes(tmp_path, tmp_path), processes.Registry(), 1)
     flaky = FlakyServer()
     bench.start_zygote(flaky, 2)  # type: ignore[arg-type]
     assert flaky.starts == 2 and bench.warnings and "restarted" in bench.warnings[0]

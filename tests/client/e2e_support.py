@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -108,3 +109,12 @@ def parse_stats(db: Path) -> dict[str, tuple[int, int]]:
         dags, _ = stats.get(filename, (0, 0))
         stats[filename] = (dags, count)
     return stats
+
+
+def stop_processor(processor: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a dag-processor the test started (it ends its parses as stock does), SIGKILL after 60 s."""
+    processor.send_signal(signal.SIGTERM)
+    try:
+        processor.wait(60)
+    except subprocess.TimeoutExpired:
+        processor.kill()

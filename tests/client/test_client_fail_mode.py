@@ -8,7 +8,6 @@ one of its workers.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import pytest
 from dagfiles import simple_dag
-from e2e_support import dag_rows
+from e2e_support import dag_rows, stop_processor
 from zygote_harness import AIRFLOW, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -87,11 +86,7 @@ def test_an_outage_under_fail_keeps_callbacks_and_never_makes_dags_stale(
         assert [path.read_text() for path in markers.iterdir()] == ["run failed"]
         assert all(row[3] == 0 for row in dag_rows(db)), dag_rows(db)
     finally:
-        processor.send_signal(signal.SIGTERM)
-        try:
-            processor.wait(60)
-        except subprocess.TimeoutExpired:
-            processor.kill()
+        stop_processor(processor)
     text = log.read_text(errors="replace")
     assert "zygote.relay_crashed" not in text
 

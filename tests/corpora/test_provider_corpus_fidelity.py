@@ -23,8 +23,6 @@ CORPUS = Path(__file__).parent / "providers"
 SHARED_SETTINGS = {
     "PYTHONHASHSEED": "0",  # operators that build template_fields from a set: one order for both sides
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "2",
-    # SDK imports take seconds on a loaded 2-core machine; a timeout would be an import error on one side only.
-    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
     "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "900",
     "AIRFLOW__ZYGOTE__WORKER_TIMEOUT": "900",
     # Nothing in the corpus may reach AWS or GCP: make any attempt fail fast instead of waiting.

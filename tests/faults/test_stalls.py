@@ -113,17 +113,21 @@ def test_healthy_zygote_keeps_pace_with_stock(stalls: Stalls) -> None:
     _assert_absorbed(stalls, window)
 
 
+def _assert_absorbed_while_stopped(stalls: Stalls, pid: int, seconds: float, name: str) -> None:
+    """SIGSTOP ``pid`` (a process of the zygote this module started) for a window, then judge that window."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        start, end = _window(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    _assert_absorbed(stalls, stalls.side.measure(name, start, end))
+    stalls.wait_remote()
+
+
 def test_forker_sigstopped_40s(stalls: Stalls) -> None:
     zygote = stalls.ensure_zygote()
     stalls.wait_remote()
-    pid = forker_pid(zygote)
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        start, end = _window(40)
-    finally:
-        os.kill(pid, signal.SIGCONT)
-    _assert_absorbed(stalls, stalls.side.measure("forker_sigstopped_40s", start, end))
-    stalls.wait_remote()
+    _assert_absorbed_while_stopped(stalls, forker_pid(zygote), 40, "forker_sigstopped_40s")
 
 
 def test_gateway_sigstopped_20s(stalls: Stalls) -> None:
@@ -131,13 +135,7 @@ def test_gateway_sigstopped_20s(stalls: Stalls) -> None:
     stalls.wait_remote()
     gateway = zygote.status(timeout=10)["gateway"]["pid"]
     assert gateway == zygote.popen.pid  # `serve` execs the gateway: the process this test started
-    os.kill(gateway, signal.SIGSTOP)
-    try:
-        start, end = _window(20)
-    finally:
-        os.kill(gateway, signal.SIGCONT)
-    _assert_absorbed(stalls, stalls.side.measure("gateway_sigstopped_20s", start, end))
-    stalls.wait_remote()
+    _assert_absorbed_while_stopped(stalls, gateway, 20, "gateway_sigstopped_20s")
 
 
 def test_forker_crash_looping_30s(stalls: Stalls) -> None:

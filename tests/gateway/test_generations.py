@@ -42,13 +42,19 @@ def _only(pool: ForkerPool) -> ForkerLink:
     return forker
 
 
+def _first_serving(forkers: ForkerPool) -> ForkerLink:
+    """Start the pool and make its first generation ready: the state every reload test begins from."""
+    forkers.start()
+    first = _only(forkers)
+    forkers.ready(first, _ready(first), 10.0)
+    return first
+
+
 def test_a_reload_during_a_pending_crash_restart_starts_one_generation(
     pool: tuple[ForkerPool, list[tuple[bytes, Message]]],
 ) -> None:
     forkers, _ = pool
-    forkers.start()
-    first = _only(forkers)
-    forkers.ready(first, _ready(first), 10.0)
+    first = _first_serving(forkers)
     assert forkers.serving() is first
     forkers.lost(first)
     assert forkers.serving() is None and forkers.restart_at is not None
@@ -62,9 +68,7 @@ def test_a_new_generation_serves_once_ready_and_the_old_one_drains(
     pool: tuple[ForkerPool, list[tuple[bytes, Message]]],
 ) -> None:
     forkers, sent = pool
-    forkers.start()
-    first = _only(forkers)
-    forkers.ready(first, _ready(first), 10.0)
+    first = _first_serving(forkers)
     forkers.reload((b"ctl", "r-1"))
     forkers.reload((b"ctl", "r-2"))
     assert forkers.generation == 2, "one generation starting at a time"
@@ -97,9 +101,7 @@ def test_retiring_the_serving_generation_starts_the_next_at_once(
     pool: tuple[ForkerPool, list[tuple[bytes, Message]]],
 ) -> None:
     forkers, _ = pool
-    forkers.start()
-    first = _only(forkers)
-    forkers.ready(first, _ready(first), 10.0)
+    first = _first_serving(forkers)
     forkers.retire(first, "a thread appeared")
     assert forkers.serving() is None and first.state is ForkerState.DRAINING and forkers.generation == 2
 

@@ -37,7 +37,7 @@ def test_outcomes_and_samples_are_counted() -> None:
     book.count("rejected_path")
     report = book.assemble(_snapshot(), {"forker": {"threads": 1}})
     assert report["requests"] == {"exited": 1, "rejected_path": 1}
-    assert report["parse_s"]["count"] == 1 and report["workers"] == {"running": 1, "queued": 0, "max": 4}
+    assert report["parse_s"]["count"] == 1 and report["workers"] == {"running": 1, "queued": 0, "max": 4, "pooled": 0}
 
 
 def test_status_waits_answer_once_or_expire() -> None:

@@ -37,7 +37,7 @@ def test_healthy_zygote_in_use() -> None:
         "recent:    used: of the last 45 spawns in 300.0 s, 42 parsed by the zygote, 3 refused (overloaded 3)" in text
     )
     assert "forker:    pid 11, generation 2, ready, threads 1, frozen 9, rss 150 MiB" in text
-    assert "workers:   running 1 of 4, queued 0" in text
+    assert "workers:   running 1 of 4, queued 0, pooled 0" in text
     assert "fork:      p50 7.5 ms, p95 9.0 ms, max 12.0 ms (42 samples)" in text
     assert "peak USS:  p50 20.0 MiB, p95 30.0 MiB, max 40.0 MiB (42 samples)" in text
     assert "peak PSS:  no samples yet" in text

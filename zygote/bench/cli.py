@@ -30,14 +30,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, SpinnerColumn, TextColu
 from rich.progress import Progress as RichProgress
 
 from zygote import __version__
-from zygote.bench.chart import write_chart
 from zygote.bench.corpus import CorpusSpec, category_of, write_corpus
-from zygote.bench.environment import BenchError, Homes, prepare_homes
-from zygote.bench.procs import Registry
-from zygote.bench.report import render, write_report
+from zygote.bench.processes import BenchError, Homes, Registry, prepare_homes
+from zygote.bench.report import assemble, render, write_chart, write_report
 from zygote.bench.results import Json
 from zygote.bench.runner import Bench, BenchConfig, Progress
-from zygote.bench.summary import assemble
 
 log = structlog.get_logger(__name__)
 

@@ -1,20 +1,27 @@
-"""The bench's outputs: the JSON document (every raw figure, ratios, memory figures, advice) and the terminal table.
+"""The bench's outputs: the report document (every raw figure, ratios, memory figures, advice), the
+terminal table and the optional PNG chart (needs matplotlib, which is not a dependency).
 
-The JSON keys are documented in ``README_BENCH.md``; :data:`TOP_LEVEL_KEYS` and friends are the
-contract the smoke test checks.
+The JSON keys are documented in ``docs/bench.md``; :data:`TOP_LEVEL_KEYS` and friends are the contract
+the smoke test checks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections import defaultdict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import structlog
 from rich.console import Console
 from rich.table import Table
 
-from zygote.bench.aggregate import ALL_CATEGORIES, headline_phase
-from zygote.bench.results import Json, write_json
+from zygote.bench import advice as advice_mod
+from zygote.bench.figures import ALL_CATEGORIES, breakeven, compare, headline_phase, same_throughput
+from zygote.bench.processes import SIDES
+from zygote.bench.results import Json, round_to_json, write_json
+from zygote.bench.runner import Bench
 
 SCHEMA_VERSION = 1
 TOP_LEVEL_KEYS = (
@@ -201,3 +208,116 @@ def render(report: Json, console: Console | None = None) -> None:
     console.print(f"Same throughput: {report['same_throughput']['summary']}", markup=False)
     console.print(f"Memory: {report['breakeven']['summary']}", markup=False)
     print_advice(console, report["advice"])
+
+
+log = structlog.get_logger(__name__)
+
+CHART_RATIOS = ("parse_p50", "parse_p95", "wall", "child_uss_p50", "child_pss_p50", "total_pss_peak")
+
+
+def chart_series(report: Json) -> dict[str, list[float]]:
+    """One bar series per parallelism: the zygote/stock ratios (missing ones drawn as 0)."""
+    return {
+        f"parallelism {p}": [float(c["ratios"].get(k) or 0.0) for k in CHART_RATIOS]
+        for p, c in report["by_parallelism"].items()
+    }
+
+
+def write_chart(report: Json, path: Path) -> bool:
+    """Draw grouped bars with a 1.0 line (parity); returns ``False`` if matplotlib is unavailable."""
+    try:
+        matplotlib = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")
+        pyplot = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        log.warning("bench.chart_skipped", reason="matplotlib is not installed", path=str(path))
+        return False
+    _draw(pyplot, chart_series(report), path)
+    return True
+
+
+def _draw(pyplot: Any, series: dict[str, list[float]], path: Path) -> None:
+    """Grouped bars, one group per ratio, one bar per parallelism."""
+    fig, ax = pyplot.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (label, values) in enumerate(series.items()):
+        ax.bar([x + i * width for x in range(len(CHART_RATIOS))], values, width, label=label)
+    ax.axhline(1.0, color="grey", linewidth=1, linestyle="--")
+    ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(CHART_RATIOS))], CHART_RATIOS)
+    ax.set_ylabel("zygote / stock (lower is better)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    pyplot.close(fig)
+
+
+def comparisons(bench: Bench) -> dict[str, Json]:
+    """``by_parallelism``: stock, zygote and ratios for every parallelism value measured."""
+    return {
+        str(p): compare(p, bench.results.get((p, "stock"), []), bench.results.get((p, "zygote"), []))
+        for p in bench.config.parallelism
+    }
+
+
+def raw_rounds(bench: Bench) -> dict[str, Json]:
+    """Every round's raw figures, per parallelism and side."""
+    return {
+        str(p): {side: [round_to_json(r) for r in bench.results.get((p, side), [])] for side in SIDES}
+        for p in bench.config.parallelism
+    }
+
+
+def preload_advice(bench: Bench, dag_modules: frozenset[str]) -> dict[str, object]:
+    """Advice from the workers' import reports (ledger), else from the zygotes' status ``import_costs``."""
+    zygote_rounds = [r for p in bench.config.parallelism for r in bench.results.get((p, "zygote"), []) if r.ok]
+    reports = [c.imports for r in zygote_rounds for c in r.output.children if c.imports]
+    passes = len(zygote_rounds)
+    approved, preload = bench.config.approved_modules, preload_states(bench.statuses.values())
+    if reports:
+        return advice_mod.advise(reports, approved, passes, dag_modules=dag_modules, source="ledger", preload=preload)
+    status_costs = summed_import_costs(bench.statuses.values())
+    reports_from_status = [status_costs] if status_costs else []
+    return advice_mod.advise(
+        reports_from_status, approved, passes, dag_modules=dag_modules, source="status", preload=preload
+    )
+
+
+def preload_states(statuses: Any) -> dict[str, Any]:
+    """The zygotes' ``preload`` sections merged (the last parallelism's zygote wins on conflicts)."""
+    merged: dict[str, Any] = {}
+    for status in statuses:
+        preload = (status or {}).get("preload")
+        if isinstance(preload, Mapping):
+            merged.update(preload)
+    return merged
+
+
+def summed_import_costs(statuses: Any) -> dict[str, float]:
+    """``import_costs`` of every zygote's final status, summed."""
+    total: dict[str, float] = defaultdict(float)
+    for status in statuses:
+        costs = (status or {}).get("import_costs")
+        if isinstance(costs, Mapping):
+            for module, seconds in costs.items():
+                if isinstance(seconds, int | float):
+                    total[str(module)] += float(seconds)
+    return dict(total)
+
+
+def dag_module_names(corpus: Path) -> frozenset[str]:
+    """Names the DAG files themselves could be imported under; never preload candidates."""
+    return frozenset(p.stem for p in corpus.rglob("*.py"))
+
+
+def assemble(bench: Bench, meta: Json) -> Json:
+    """The whole report document."""
+    by_parallelism = comparisons(bench)
+    headline = bench.config.parallelism[0]
+    extras = {
+        "breakeven": breakeven(by_parallelism),
+        "same_throughput": same_throughput(by_parallelism, headline),
+        "advice": preload_advice(bench, dag_module_names(bench.homes.corpus)),
+        "zygote_status": {str(p): bench.statuses.get(p) for p in bench.config.parallelism},
+    }
+    return build_report(meta, by_parallelism, extras, raw_rounds(bench), headline)

@@ -17,11 +17,9 @@ from typing import Any
 
 import structlog
 
-from zygote.bench.environment import SIDES, BenchError, Homes, side_env
-from zygote.bench.procs import Registry, Started
+from zygote.bench.processes import SIDES, BenchError, Homes, Registry, Spawned, ZygoteServer, side_env
 from zygote.bench.results import ChildRecord, RoundResult, SideOutput, read_side_output
 from zygote.bench.sampler import Peak, TreeSampler
-from zygote.bench.zygote_server import ZygoteServer
 
 log = structlog.get_logger(__name__)
 
@@ -139,11 +137,11 @@ class Bench:
 
 def side_command(side: str, out: Path, child_dir: Path) -> list[str]:
     """The side subprocess's command line."""
-    return [sys.executable, "-m", "zygote.bench.run_side", "--side", side, "--output", str(out),
+    return [sys.executable, "-m", "zygote.bench.sides", "--side", side, "--output", str(out),
             "--child-dir", str(child_dir)]  # fmt: skip
 
 
-def wait_sampled(bench: Bench, started: Started, extra_roots: list[int]) -> tuple[TreeSampler, str | None]:
+def wait_sampled(bench: Bench, started: Spawned, extra_roots: list[int]) -> tuple[TreeSampler, str | None]:
     """Sample the side's tree (plus the zygote's) until the side exits or times out; always stop it."""
     sampler = TreeSampler([started.pid, *extra_roots], bench.config.sample_interval).start()
     timeout = bench.config.timeout_for(bench.file_count)

@@ -18,12 +18,12 @@ def serve(args: Namespace) -> None:
     The secrets travel in the boot pipe only: the gateway's environment (readable by same-uid DAG
     code in ``/proc/<pid>/environ``) is this one without them.
     """
-    from zygote.gateway.boot import GatewayBoot, hand_over
+    from zygote.gateway.boot import GatewayBoot, hand_over, python_argv
     from zygote.gateway.forker_link import without_secrets
-    from zygote.gateway.main import GATEWAY_CODE, ISOLATED_FLAGS
+    from zygote.gateway.main import GATEWAY_CODE
 
     boot_fd = hand_over(GatewayBoot.from_airflow())
-    argv = [sys.executable, *ISOLATED_FLAGS, "-c", GATEWAY_CODE, "--boot-fd", str(boot_fd)]
+    argv = [*python_argv(GATEWAY_CODE), "--boot-fd", str(boot_fd)]
     if getattr(args, "verbose", False):
         argv.append("--verbose")
     sys.stdout.flush()
@@ -77,7 +77,8 @@ def _human(report: dict[str, Any]) -> str:
         + (", draining" if gateway.get("draining") else ""),
         f"forker:    pid {forker.get('pid')}, generation {forker.get('generation')}, {forker.get('state')}, "
         f"threads {forker.get('threads')}, frozen {forker.get('frozen_objects')}, rss {_mib(forker.get('rss'))}",
-        f"workers:   running {workers.get('running')} of {workers.get('max')}, queued {workers.get('queued')}",
+        f"workers:   running {workers.get('running')} of {workers.get('max')}, queued {workers.get('queued')}, "
+        f"pooled {workers.get('pooled', 0)}",
         f"requests:  {_requests_line(report.get('requests') or {})}",
     ]
     if report.get("recent"):

@@ -48,7 +48,7 @@ from zygote.config import Settings
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import FINAL_BUDGET, ChildReader
 from zygote.forker.pool_keeper import PoolKeeper
-from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds
+from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds, freeze_heap
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
 from zygote.forker.worker import ChannelPairs, WorkerLimits, worker_body
@@ -107,8 +107,7 @@ class Forker:
         self.probes.run_blocking()
         if self.preloader.tainted:
             raise SystemExit("forker retired at start: a preload started a thread (remembered in the state file)")
-        gc.collect()
-        gc.freeze()
+        freeze_heap()
         self.baseline_modules = frozenset(sys.modules)
         self.own_children = frozenset(linux.child_pids(self.pid))  # started by Airflow on purpose
         self.selector.register(self.link, selectors.EVENT_READ, self._read_link)

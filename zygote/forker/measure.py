@@ -27,6 +27,9 @@ def exec_module(exec_module, seconds, clock, module):
     start = clock()
     try:
         exec_module(module)
+    except BaseException as exc:
+        exc.__traceback__ = exc.__traceback__.tb_next
+        raise
     finally:
         seconds[module.__name__] = clock() - start
 """

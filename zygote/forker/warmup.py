@@ -33,11 +33,14 @@ def import_parse_path() -> None:
     from airflow.sdk.execution_time import comms, supervisor, task_runner  # noqa: F401
     from airflow.serialization import serialized_objects  # noqa: F401
 
+    from zygote.forker.quiet_metrics import silence_metrics
+
     stats.initialize(
         factory=stats_utils.get_stats_factory(),
         export_legacy_names=conf.getboolean("metrics", "legacy_names_on"),
     )
     SecretCache.init()
+    silence_metrics()
 
 
 def run_warmup(timeout_s: float) -> list[str]:

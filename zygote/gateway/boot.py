@@ -17,10 +17,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
+import protocol
+import zygote
 from zygote.config import Settings
+
+ISOLATED_FLAGS = ("-P", "-s")
+"""No cwd/script folder and no user site on ``sys.path``. (Not ``-I``: the forker needs
+``PYTHONHASHSEED``, ``PYTHONPATH`` for approved preloads and the ``AIRFLOW*`` environment.)"""
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,25 @@ def adopt_config(
 def _tupled(values: dict[str, Any]) -> dict[str, Any]:
     """JSON/msgpack arrays back into the tuples :class:`Settings` holds."""
     return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+
+
+def python_argv(entry: str) -> list[str]:
+    """``python -P -s -c CODE``: ``entry`` run with this installation's ``zygote`` and ``protocol``.
+
+    The gateway and the forker start from strings, so whatever ``sys.path`` finds first would run:
+    a ``zygote/`` in the folder ``serve`` was started from (``-P`` drops the cwd) or in a
+    ``PYTHONPATH`` folder meant for DAG code (a DAG repo, a checkout). ``PYTHONPATH`` itself stays
+    (the forker preloads approved modules from it), so ``CODE`` imports both packages from the
+    folders this process loaded them from, then takes those folders off ``sys.path`` again:
+    submodules follow the packages' own ``__path__``.
+    """
+    homes = list(dict.fromkeys(_package_home(package) for package in (zygote, protocol)))
+    pin = f"import sys; sys.path[:0] = {homes!r}; import zygote, protocol; del sys.path[:{len(homes)}]; "
+    return [sys.executable, *ISOLATED_FLAGS, "-c", pin + entry]
+
+
+def _package_home(package: ModuleType) -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(str(package.__file__))))
 
 
 def read_boot(fd: int) -> GatewayBoot:

@@ -109,10 +109,10 @@ class Dispatcher:
     def _gauges(self, forker: ForkerLink | None) -> dict[str, Any]:
         """Zygote-wide figures the client turns into metrics (README, "Metrics")."""
         refused = {code: count for code, count in self.book.outcomes.items() if code in REFUSALS}
-        gauges: dict[str, Any] = {"refused": refused}
-        if forker is not None:
-            gauges["frozen_objects"] = forker.frozen
-        return gauges
+        if forker is None:
+            return {"refused": refused, "pooled": 0}
+        sampled = self.book.forker_sample.gauges(forker.generation)
+        return {"refused": refused, "frozen_objects": forker.frozen, **sampled}
 
     def stalled_for(self, now: float) -> float:
         """How long the serving forker has owed an answer to a spawn (0 when it owes none)."""

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from protocol import FrameBuffer, Message, Started, frame
-from zygote.gateway.main import ISOLATED_FLAGS
+from zygote.gateway.boot import python_argv
 from zygote.gateway.outbox import Outbox
 
 FDS_PER_WORKER = 5
@@ -53,16 +53,7 @@ class ForkerLink:
         """Start a fresh interpreter (not a fork of the gateway) as forker ``generation``."""
         ours, theirs = socket.socketpair()
         os.set_inheritable(theirs.fileno(), True)
-        argv = [
-            sys.executable,
-            *ISOLATED_FLAGS,
-            "-c",
-            _FORKER_CODE,
-            "--fd",
-            str(theirs.fileno()),
-            "--generation",
-            str(generation),
-        ]
+        argv = [*python_argv(_FORKER_CODE), "--fd", str(theirs.fileno()), "--generation", str(generation)]
         if verbose:
             argv.append("--verbose")
         pid = os.posix_spawn(sys.executable, argv, forker_environment(os.environ), setsigmask=())

@@ -53,7 +53,7 @@ from zygote.gateway.generations import ForkerPool
 from zygote.gateway.requests import Request
 from zygote.gateway.sessions import Handshake, Session, Sessions
 from zygote.gateway.signals import Delivery, SignalSource, is_descendant
-from zygote.gateway.status import GatewaySnapshot, StatusBook, StatusWaits
+from zygote.gateway.status import ForkerSample, GatewaySnapshot, StatusBook, StatusWaits
 from zygote.logs import get_logger
 from zygote.transport import bind_server
 
@@ -183,6 +183,7 @@ class Gateway:
             self.sessions.broadcast(Heartbeat(load=load))
         self.sessions.heartbeat(now, self.settings.heartbeat_timeout, self.settings.heartbeat_interval, load)
         self.status_waits.expire(now, self._reply_status)
+        self._sample_forker(now)
         self.dispatcher.force_close_drained(now, CHANNEL_DRAIN_S)
 
     def _read_signals(self) -> None:
@@ -260,6 +261,8 @@ class Gateway:
             self._refuse_queued_if_unready()
         elif isinstance(message, Error):
             self.dispatcher.worker_failed(message)
+        elif isinstance(message, StatusReply) and message.id == ForkerSample.SAMPLE_ID:
+            self.book.forker_sample.record(message.status)
         elif isinstance(message, StatusReply):
             self.status_waits.answered(message.id, message.status, self._reply_status)
 
@@ -383,6 +386,12 @@ class Gateway:
             return
         internal = self.status_waits.add(client, request_id, time.monotonic() + STATUS_WAIT_S)
         forker.send(StatusRequest(id=internal))
+
+    def _sample_forker(self, now: float) -> None:
+        """Ask the serving forker for the figures ``load.gauges`` carries (RSS, preload states, pool)."""
+        forker = self.pool.serving()
+        if forker is not None and self.book.forker_sample.due(now):
+            forker.send(StatusRequest(id=self.book.forker_sample.asked(now)))
 
     def _reply_status(self, client: bytes, request_id: str, forker_status: dict[str, Any] | None) -> None:
         status = self.book.assemble(self.snapshot(), forker_status)

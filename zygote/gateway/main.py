@@ -6,10 +6,7 @@ import argparse
 import sys
 
 GATEWAY_CODE = "from zygote.gateway.main import main; main()"
-ISOLATED_FLAGS = ("-P", "-s")
-"""No cwd/script folder and no user site on ``sys.path``: the installed zygote runs, never a ``zygote/``
-from the directory ``serve`` was started in. (Not ``-I``: the forker needs ``PYTHONHASHSEED`` and the
-``AIRFLOW*`` environment.)"""
+"""Run by :func:`zygote.gateway.boot.python_argv`: the installed zygote, never one from cwd or ``PYTHONPATH``."""
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,6 +26,12 @@ REFUSALS = frozenset(
 )
 """Error codes that mean the zygote did not parse a file it was asked to (the client fell back or failed)."""
 NOT_SPAWNS = frozenset({"client_gone", "shutting_down"})
+PRELOAD_STATES = ("loaded", "pending", "probing", "verified", "rejected", "not_seen")
+"""The forker's preload states (``zygote.forker.preload.ModuleState``; the gateway never imports the forker).
+Every state is reported, zeros included, so a gauge that drops to 0 says so instead of keeping its last value."""
+FORKER_SAMPLE_S = 5.0
+"""How often the gateway asks the serving forker for its status to refresh ``load.gauges`` (RSS,
+preload states, pooled workers): one ``smaps_rollup`` read in the forker, between forks."""
 UNHEALTHY_SHARE = 0.9
 UNHEALTHY_MIN = 5
 """Refused at least this share of at least this many recent spawns: up, but not doing its job."""
@@ -57,6 +63,7 @@ class StatusBook:
         self.parse_s = Samples()
         self.peak_uss = Samples()
         self.peak_pss = Samples()
+        self.forker_sample = ForkerSample()
 
     def count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
@@ -80,6 +87,8 @@ class StatusBook:
 
     def assemble(self, snapshot: GatewaySnapshot, forker_status: dict[str, Any] | None) -> dict[str, Any]:
         part = forker_status or {}
+        if forker_status is not None:
+            self.forker_sample.record(forker_status)
         forker = part.get("forker") or _forker_placeholder(snapshot)
         recent = self.recent_summary()
         reason = _unhealthy_reason(snapshot, forker_status, forker, recent)
@@ -93,7 +102,7 @@ class StatusBook:
             "generations": snapshot.generations,
             "preload": part.get("preload", {}),
             "import_costs": part.get("import_costs", {}),
-            "workers": snapshot.workers,
+            "workers": {**snapshot.workers, "pooled": _int(forker.get("pooled"))},
             "requests": dict(self.outcomes),
             "fork_ms": self.fork_ms.summary(),
             "parse_s": self.parse_s.summary(),
@@ -116,6 +125,55 @@ def _unhealthy_reason(
     if recent["spawns"] >= UNHEALTHY_MIN and refused >= UNHEALTHY_SHARE * recent["spawns"]:
         return f"{refused} of the last {recent['spawns']} spawns were refused: {recent['refused']}"
     return ""
+
+
+class ForkerSample:
+    """The serving forker's last status, asked for every ``FORKER_SAMPLE_S``, for ``load.gauges``.
+
+    A sample belongs to one generation: after a reload the gauges wait for the new forker's own
+    figures rather than show the old one's. Any status answer refreshes it, a user's too.
+    """
+
+    SAMPLE_ID = "gauges"
+    """The id the gateway asks with; user status requests use ``s<n>`` (``StatusWaits``)."""
+
+    def __init__(self) -> None:
+        self.generation = 0
+        self.status: dict[str, Any] = {}
+        self.asked_at: float | None = None
+
+    def due(self, now: float) -> bool:
+        return self.asked_at is None or now - self.asked_at >= FORKER_SAMPLE_S
+
+    def asked(self, now: float) -> str:
+        self.asked_at = now
+        return self.SAMPLE_ID
+
+    def record(self, status: dict[str, Any]) -> None:
+        forker = status.get("forker") or {}
+        if isinstance(forker.get("generation"), int):
+            self.generation = forker["generation"]
+            self.status = status
+
+    def gauges(self, generation: int) -> dict[str, Any]:
+        """``pooled``, ``forker_rss`` and ``preload`` (state -> count) of ``generation``'s forker.
+
+        ``pooled`` is 0 until the forker reports a warm pool (its status' ``forker.pooled``).
+        """
+        if generation != self.generation or not self.status:
+            return {"pooled": 0}
+        forker = self.status.get("forker") or {}
+        preload = self.status.get("preload") or {}
+        states = Counter(entry.get("state") for entry in preload.values() if isinstance(entry, dict))
+        return {
+            "pooled": _int(forker.get("pooled")),
+            "forker_rss": _int(forker.get("rss")),
+            "preload": {state: states.get(state, 0) for state in PRELOAD_STATES},
+        }
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 class StatusWaits:
