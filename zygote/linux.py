@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import resource
 import signal
 from collections.abc import Iterable
@@ -14,6 +15,7 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_DUMPABLE = 4
 _PR_SET_THP_DISABLE = 41
 _PR_GET_THP_DISABLE = 42
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _prctl(option: int, value: int) -> int:
@@ -23,6 +25,19 @@ def _prctl(option: int, value: int) -> int:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     return result
+
+
+_THP_ENABLED = "/sys/kernel/mm/transparent_hugepage/enabled"
+
+
+def transparent_huge_pages_mode(path: str = _THP_ENABLED) -> str:
+    """The system's THP mode (``always``, ``madvise``, ``never``), or "" where the kernel has none."""
+    try:
+        with open(path) as handle:
+            found = re.search(r"\[(\w+)\]", handle.read())
+    except OSError:
+        return ""
+    return found.group(1) if found else ""
 
 
 def disable_transparent_huge_pages() -> None:
@@ -116,7 +131,7 @@ def rss_bytes() -> int:
     """Resident set size of this process from /proc/self/statm."""
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
-    return pages * os.sysconf("SC_PAGE_SIZE")
+    return pages * PAGE_SIZE
 
 
 def set_rlimit(which: int, value: int, hard: int | None = None) -> None:
@@ -148,3 +163,24 @@ def exit_code_from_status(status: int) -> int:
     if os.WIFSIGNALED(status):
         return -os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
+
+
+def stat_memory(pid: int) -> tuple[int, int] | None:
+    """``(page faults, RSS bytes)`` of a process from ``/proc/<pid>/stat``: counters, no page walk.
+
+    Faults are minor plus major faults of the whole process since it was forked (a child starts
+    at zero); each maps at most one new private page (without huge pages), a copy-on-write
+    copy included. ``None`` when the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    fields = text[text.rfind(b")") + 2 :].split()  # the name in parentheses may hold spaces
+    try:
+        faults = int(fields[7]) + int(fields[9])  # minflt, majflt (fields 10 and 12 of proc(5))
+        rss_pages = int(fields[21])  # field 24
+    except (IndexError, ValueError):
+        return None
+    return faults, rss_pages * PAGE_SIZE

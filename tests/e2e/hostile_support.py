@@ -147,13 +147,23 @@ class Hostile:
 
     def leftovers(self) -> str:
         """Processes of this zygote that should not exist: strays, orphans, zombies, worker children."""
-        expected = {self.gateway_pid, *self.forker_pids()}
-        problems = [
-            f"{pid} {_describe(pid)}" for pid in marked_pids(self.mark) if pid not in expected or _is_zombie(pid)
-        ]
-        for forker in expected - {self.gateway_pid}:
-            problems += [f"forker child {pid} {_describe(pid)}" for pid in _children(forker)]
+        forkers = self.forker_pids()
+        marked = marked_pids(self.mark)
+        children = [pid for forker in forkers for pid in _children(forker)]
+        pool = self.pool_pids()  # after the listings: a worker refilled since is listed here too
+        expected = {self.gateway_pid, *forkers, *pool}
+        problems = [f"{pid} {_describe(pid)}" for pid in marked if pid not in expected or _is_zombie(pid)]
+        problems += [f"forker child {pid} {_describe(pid)}" for pid in children if pid not in pool]
         return "; ".join(problems)
+
+    def pool_pids(self) -> set[int]:
+        """The warm pool's idle workers: the forker's children on purpose (ADR 0006)."""
+        from zygote.client.control import ControlError
+
+        try:
+            return set(self.zygote.status()["forker"]["pool"]["pids"])
+        except (ControlError, KeyError, TypeError):
+            return set()
 
     def fd_growth(self, base: Baseline) -> str:
         problems = []

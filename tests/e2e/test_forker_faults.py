@@ -22,6 +22,8 @@ from dagfiles import HEADER, simple_dag, write
 from preload_support import connected, dags_folder, parse, zygote_env
 from zygote_harness import ParseDriver, RawClient, ZygoteProcess, spawn_message, wait_for
 
+from zygote import linux
+
 pytestmark = pytest.mark.e2e
 
 
@@ -33,6 +35,16 @@ def _raw(zygote: ZygoteProcess) -> Iterator[RawClient]:
         yield client
     finally:
         client.close()
+
+
+@pytest.fixture(scope="module")
+def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZygoteProcess]:
+    """Without a warm pool: these tests make the fork on a request's path fail (ADR 0006)."""
+    process = ZygoteProcess.start(zygote_env(warm_workers="0"), tmp_path_factory.mktemp("zygote") / "zygote.log")
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 @pytest.fixture
@@ -94,7 +106,9 @@ def test_a_refused_fork_answers_that_request_and_the_forker_keeps_serving(
     assert _started_then_killed(raw, "after", path).outcome == "killed"
     forker = zygote.status()["forker"]
     assert forker["pid"] == forker_pid  # the same generation serves on
-    assert forker["thp_disabled"] is True  # inherited by every worker: no 2 MiB copy-on-write faults
+    # THP "always" makes a copy-on-write fault copy 2 MiB: then the forker and its workers opt out
+    assert forker["thp_mode"] == linux.transparent_huge_pages_mode()
+    assert forker["thp_disabled"] is (forker["thp_mode"] == "always")
 
 
 def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_path: Path, driver: ParseDriver) -> None:
@@ -119,7 +133,9 @@ def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_pat
 
 
 def test_a_thread_that_appears_later_retires_the_generation(zygote_factory: Any, dags: Path) -> None:
-    zygote = zygote_factory(zygote_env(approved_modules="zt_thread_after_fork", preload_modules="zt_thread_after_fork"))
+    # No warm pool: the first fork is then a request's (with a pool, a refill meets the thread first)
+    options = {"approved_modules": "zt_thread_after_fork", "preload_modules": "zt_thread_after_fork"}
+    zygote = zygote_factory(zygote_env(warm_workers="0", **options))
     first = zygote.status()["forker"]
     assert zygote.status()["preload"]["zt_thread_after_fork"]["state"] == "loaded"
     path = write(dags, "thread_later.py", simple_dag("thread_later"))

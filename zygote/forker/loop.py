@@ -47,6 +47,7 @@ from zygote import linux
 from zygote.config import Settings
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import FINAL_BUDGET, ChildReader
+from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds, freeze_heap
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
@@ -87,14 +88,18 @@ class Forker:
         self.next_sample_at = 0.0
         self.import_costs: dict[str, float] = {}
         self.fork_failures = 0
+        self.thp_mode = linux.transparent_huge_pages_mode()
+        self.memory_reads = {"cheap": 0, "exact": 0}
         self.limits = WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
+        self.pool = PoolKeeper(settings.warm_workers, self.limits)
 
     def prepare(self) -> None:
         """Warm-up, eager preloads, then collect and freeze: the heap workers share."""
         from zygote.forker.warmup import run_warmup
 
         linux.become_subreaper()
-        linux.disable_transparent_huge_pages()
+        if self.thp_mode == "always":  # as Redis does; under madvise only regions asking for THP get it
+            linux.disable_transparent_huge_pages()
         self._install_signals()
         self.preloader.observe(run_warmup(self.settings.warmup_timeout))
         self.preloader.observe(self.preloader.loaded_from_state_file())
@@ -106,7 +111,14 @@ class Forker:
         self.baseline_modules = frozenset(sys.modules)
         self.own_children = frozenset(linux.child_pids(self.pid))  # started by Airflow on purpose
         self.selector.register(self.link, selectors.EVENT_READ, self._read_link)
-        log.info("forker.ready", generation=self.generation, frozen=gc.get_freeze_count(), pid=self.pid)
+        log.info(
+            "forker.ready",
+            generation=self.generation,
+            frozen=gc.get_freeze_count(),
+            pid=self.pid,
+            thp_mode=self.thp_mode,
+            thp_disabled=linux.transparent_huge_pages_disabled(),
+        )
 
     def _install_signals(self) -> None:
         self.wakeup_r, wakeup_w = socket.socketpair()
@@ -137,13 +149,16 @@ class Forker:
         """Serve until drained or the gateway is gone; then every worker has been reaped."""
         self.send(self.ready_message())
         while self.running:
-            for key, _ in self.selector.select(self._next_timeout()):
+            events = self.selector.select(self._next_timeout())
+            for key, _ in events:
                 handler: Callable[[], None] = key.data
                 handler()
             now = time.monotonic()
             self._on_timers(now)
             if self.drain_at is None:
                 self.probes.maybe_start(now)
+                if not events:  # refill only on a turn with nothing else to do: off the request's path
+                    self._refill_pool(now)
             self._maybe_finish_drain()
         for pid in self.own_children:  # nobody would reap Airflow's helpers after us
             linux.kill_quietly(pid)
@@ -151,6 +166,9 @@ class Forker:
     def _next_timeout(self) -> float:
         now = time.monotonic()
         candidates = [self.next_sample_at, now + 1.0]
+        refill_at = self.pool.refill_at()
+        if refill_at is not None and self.drain_at is None:
+            candidates.append(refill_at)
         for deadline in (self.table.next_deadline(), self.drain_at, self.probes.deadline()):
             if deadline:
                 candidates.append(deadline)
@@ -168,17 +186,22 @@ class Forker:
         self.probes.on_timer(now)
 
     def _sample_memory(self) -> None:
-        """Enforce ``worker_memory_limit`` from samples; without a limit, sample nothing.
+        """Enforce ``worker_memory_limit`` from cheap counters, reading the exact USS only near it.
 
         A ``smaps_rollup`` read costs milliseconds for a worker that maps the forker's heap, in
-        the thread that forks; without a limit the worker's own end-of-parse report gives its
-        USS/PSS once.
+        the thread that forks; ``/proc/<pid>/stat`` bounds the USS from above (memory_watch.py).
+        Without a limit nothing is sampled: the worker's own end-of-parse report gives its USS/PSS.
         """
         limit = self.settings.worker_memory_limit * 2**20
         for pid in self.table.pids():
+            counters = linux.stat_memory(pid)
+            self.memory_reads["cheap"] += 1
+            if counters is None or not self.table.cheap_sample(pid, *counters, limit):
+                continue
             memory = linux.smaps_memory(pid)
+            self.memory_reads["exact"] += 1
             if memory:
-                self._act(self.table.sample_memory(pid, memory["uss"], memory["pss"], limit))
+                self._act(self.table.sample_memory(pid, memory["uss"], memory["pss"], limit, counters))
 
     def _read_link(self) -> None:
         try:
@@ -208,6 +231,7 @@ class Forker:
             self.send(StatusReply(id=message.id, status=self.status()))
         elif isinstance(message, Drain):
             self.drain_at = time.monotonic() + message.deadline_s
+            self.pool.close()
             log.info("forker.draining", generation=self.generation, workers=len(self.table))
         else:
             log.warning("forker.unexpected_message", type=message.TYPE)
@@ -215,6 +239,7 @@ class Forker:
     def _gateway_gone(self) -> None:
         """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
         log.warning("forker.gateway_gone", workers=len(self.table))
+        self.pool.close()
         for pid in self.table.pids():
             self._kill_leftovers(pid)
         self._act(self.table.kill_all(Outcome.CLIENT_GONE))
@@ -233,6 +258,10 @@ class Forker:
             self._refuse(spawn, ErrorCode.FORK_REFUSED, "the forker is draining")
             return
         received = time.monotonic()
+        pooled = self.pool.take(spawn)
+        if pooled is not None:
+            self._track_worker(spawn, pooled.pid, pooled.pairs, received, pooled=True)
+            return
         try:
             pairs = ChannelPairs.create()
         except OSError as exc:
@@ -252,6 +281,12 @@ class Forker:
             return
         self._track_worker(spawn, pid, pairs, received)
 
+    def _refill_pool(self, now: float) -> None:
+        try:
+            self.pool.refill(now, self.baseline_modules)
+        except ForkRefused as exc:
+            self._retire(f"{exc}; this generation is retired")
+
     def _refuse(self, spawn: Spawn, code: ErrorCode, why: str) -> None:
         log.error("forker.fork_refused", request_id=spawn.id, code=code.value, reason=why)
         self.send(Error(id=spawn.id, code=code.value, message=why))
@@ -261,13 +296,16 @@ class Forker:
         name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
         self._refuse(spawn, ErrorCode.FORK_FAILED, f"{what}: {name} ({exc.strerror})")
 
-    def _track_worker(self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float) -> None:
+    def _track_worker(
+        self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float, *, pooled: bool = False
+    ) -> None:
         fork_ms = (time.monotonic() - started) * 1000
         pairs.close_child_ends()
         # The gateway sanitised spawn.timeout; the grace lets Airflow's own kill path act first.
         timeout = min(spawn.timeout + DEADLINE_GRACE_S, self.settings.worker_timeout)
         worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
         worker.extra["generation"] = self.generation
+        worker.extra["pooled"] = pooled
         self.table.add(worker)
         report = pairs.parent["report"]
         report.setblocking(False)
@@ -276,7 +314,7 @@ class Forker:
         started_msg = Started(id=spawn.id, pid=pid, generation=self.generation, fork_ms=fork_ms)
         self.send(started_msg, pairs.relayed_parent_fds())
         pairs.close_relayed_parent_ends()
-        log.debug("worker.spawned", request_id=spawn.id, pid=pid, fork_ms=round(fork_ms, 3))
+        log.debug("worker.spawned", request_id=spawn.id, pid=pid, fork_ms=round(fork_ms, 3), pooled=pooled)
 
     def _read_report(self, pid: int, budget: int | None = None) -> None:
         reader = self.reports.get(pid)
@@ -320,6 +358,9 @@ class Forker:
         if pid == self.probes.pid:
             self._after_promotion(self.probes.on_reaped(exit_code))
             return
+        if pid in self.pool:
+            self.pool.reaped(pid, exit_code)
+            return
         if pid not in self.table:
             return
         self._read_report(pid, FINAL_BUDGET)
@@ -345,7 +386,7 @@ class Forker:
     def _kill_leftovers(self, pgid: int) -> None:
         """Kill the worker's group and any orphan re-parented to us that is not ours to keep."""
         stray = linux.kill_group_quietly(pgid)
-        keep = {*self.table.pids(), *self.own_children, self.probes.pid}
+        keep = {*self.table.pids(), *self.pool.pids(), *self.own_children, self.probes.pid}
         for pid in linux.child_pids(self.pid):
             if pid not in keep:
                 stray = linux.kill_quietly(pid) or stray
@@ -355,6 +396,7 @@ class Forker:
     def _after_promotion(self, promoted: list[str]) -> None:
         if promoted:
             self.baseline_modules = frozenset(sys.modules)
+            self.pool.heap_changed()  # an idle worker holds the heap before the promotion
             log.info(
                 "preload.loaded",
                 modules=len(promoted),
@@ -369,11 +411,12 @@ class Forker:
         if self.drain_at is not None:
             return
         log.error("forker.retiring", generation=self.generation, reason=why, threads=linux.native_thread_count())
+        self.pool.close()
         self.drain_at = time.monotonic() + self.settings.worker_timeout
         self.send(Error(id="", code=ErrorCode.FORK_REFUSED.value, message=why))
 
     def _maybe_finish_drain(self) -> None:
-        if self.drain_at is not None and not len(self.table):
+        if self.drain_at is not None and not len(self.table) and not self.pool.pids():
             if self.probes.pid is not None:
                 self.probes.kill()
                 return
@@ -393,6 +436,10 @@ class Forker:
                 "state": "draining" if self.drain_at is not None else "ready",
                 "running": len(self.table),
                 "fork_failures": self.fork_failures,
+                "memory_reads": dict(self.memory_reads),
+                "pooled": len(self.pool),
+                "pool": self.pool.status(),
+                "thp_mode": self.thp_mode,
                 "thp_disabled": linux.transparent_huge_pages_disabled(),
             },
             "preload": self.preloader.status(),

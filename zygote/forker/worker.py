@@ -158,9 +158,9 @@ def _reporting(target: Callable[[], None], report: socket.socket, baseline: froz
     gc_timer = GcTimer()
     imports.install()
     gc_timer.install()
-    start = time.monotonic()
 
     def run() -> None:
+        start = time.monotonic()  # Airflow's child set-up is done: its parse entrypoint runs now
         try:
             target()
         finally:

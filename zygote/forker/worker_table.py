@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol import Exited, Outcome, WorkerReport
+from zygote.forker.memory_watch import UssBound, needs_exact
 
 IMPORTS_IN_STATS = 100
 """Most expensive imports a terminal reply carries (for preload advice)."""
@@ -67,6 +68,7 @@ class Worker:
     peak_pss: int = 0
     report: WorkerReport | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    uss_bound: UssBound = field(default_factory=UssBound)
 
 
 def _never(module: str) -> bool:
@@ -116,11 +118,26 @@ class WorkerTable:
                 actions += self._kill(worker, signal.SIGKILL, Outcome.DEADLINE)
         return actions
 
-    def sample_memory(self, pid: int, uss: int, pss: int, limit: int) -> list[Action]:
-        """Record a sample; SIGKILL a worker over ``limit`` bytes of USS (0: no limit)."""
+    def cheap_sample(self, pid: int, faults: int, rss: int, limit: int) -> bool:
+        """Record a worker's fault and RSS counters; True when its exact USS must be read now."""
+        worker = self._by_pid.get(pid)
+        if worker is None or worker.state is not WorkerState.RUNNING:
+            return False
+        worker.uss_bound.observe(faults, rss)
+        return needs_exact(worker.uss_bound.bound(faults, rss), limit)
+
+    def sample_memory(
+        self, pid: int, uss: int, pss: int, limit: int, counters: tuple[int, int] | None = None
+    ) -> list[Action]:
+        """Record an exact sample; SIGKILL a worker over ``limit`` bytes of USS (0: no limit).
+
+        ``counters`` are the worker's (faults, RSS) read just before: the cheap bound restarts there.
+        """
         worker = self._by_pid.get(pid)
         if worker is None:
             return []
+        if counters is not None:
+            worker.uss_bound.rebase(uss, *counters)
         worker.peak_uss = max(worker.peak_uss, uss)
         worker.peak_pss = max(worker.peak_pss, pss)
         if limit and uss > limit and worker.state is WorkerState.RUNNING:

@@ -1,0 +1,88 @@
+"""The warm pool's bookkeeping (pure), and a pool worker's wait for its assignment (a real socketpair)."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from protocol import Spawn
+from zygote.forker.pool import PooledWorker, WarmPool, assign, await_assignment
+from zygote.forker.worker import ChannelPairs
+
+
+class NoPairs(ChannelPairs):
+    def __init__(self) -> None:
+        super().__init__({}, {})
+
+
+def pooled(pid: int, heap: int = 0) -> PooledWorker:
+    return PooledWorker(pid, NoPairs(), heap)
+
+
+def spawn(request_id: str = "r1", **process: Any) -> Spawn:
+    return Spawn(
+        id=request_id, path="/dags/a.py", bundle_path="/dags", bundle_name="b", timeout=5.0, cwd="/", process=process
+    )
+
+
+def test_the_pool_wants_workers_up_to_its_size_and_hands_out_the_oldest() -> None:
+    pool = WarmPool(2)
+    assert pool.wanted()
+    pool.add(pooled(11))
+    pool.add(pooled(12))
+    assert not pool.wanted()
+    taken = pool.take()
+    assert taken is not None and taken.pid == 11
+    assert 11 not in pool and len(pool) == 1 and pool.wanted()
+    assert pool.handed_out == 1
+
+
+def test_a_heap_change_evicts_every_idle_worker_and_none_is_handed_out_stale() -> None:
+    pool = WarmPool(2)
+    pool.add(pooled(11))
+    pool.add(pooled(12))
+    evicted = pool.heap_changed()
+    assert [w.pid for w in evicted] == [11, 12]
+    assert pool.take() is None
+    assert sorted(pool.pids()) == [11, 12]  # killed, not reaped yet: the loop still waits for them
+    assert pool.reaped(11) is None  # an evicted worker's end is expected
+    pool.add(pooled(13, heap=pool.heap))
+    taken = pool.take()
+    assert taken is not None and taken.pid == 13
+    assert pool.pids() == [12]
+
+
+def test_an_idle_worker_that_dies_is_reported_and_replaced() -> None:
+    pool = WarmPool(1)
+    pool.add(pooled(11))
+    lost = pool.reaped(11)
+    assert lost is not None and lost.pid == 11
+    assert pool.wanted() and not pool.pids()
+
+
+def test_a_closed_pool_evicts_and_never_refills() -> None:
+    pool = WarmPool(3)
+    pool.add(pooled(11))
+    assert [w.pid for w in pool.close()] == [11]
+    assert not pool.wanted()
+    assert pool.take() is None
+    assert WarmPool(0).wanted() is False
+
+
+def test_a_pool_worker_gets_its_request_or_eof() -> None:
+    forker_end, worker_end = socket.socketpair()
+    request = spawn(process={"env": {"A": "1"}, "sys_path": ["/x"]})
+    worker = PooledWorker(1, ChannelPairs({}, {"report": forker_end}), 0)
+    assert assign(worker, request)
+    assert await_assignment(worker_end) == request
+    forker_end.close()
+    assert await_assignment(worker_end) is None  # evicted, or the forker is gone
+    worker_end.close()
+
+
+def test_garbage_instead_of_a_request_is_no_assignment() -> None:
+    forker_end, worker_end = socket.socketpair()
+    forker_end.sendall(b"\x00\x00\x00\x03abc")
+    assert await_assignment(worker_end) is None
+    forker_end.close()
+    worker_end.close()
