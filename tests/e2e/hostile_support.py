@@ -29,6 +29,7 @@ from dagfiles import simple_dag, write
 from zygote_harness import RawClient, ZygoteProcess, socket_endpoint, spawn_message
 
 from protocol import (
+    CHANNELS,
     Credit,
     Error,
     Exited,
@@ -43,6 +44,8 @@ from protocol import (
 )
 
 MARK_VARIABLE = "ZYGOTE_HOSTILE_MARK"
+FDS_PER_POOLED_WORKER = len(CHANNELS) + 1
+"""The parent ends the forker holds for an idle pool worker: one per relayed channel, plus its report."""
 NOT_TERMINAL = frozenset({"duplicate_id", "unknown_id", "malformed", "truncated", "unknown_type"})
 """Error codes that never end a request (SPEC section 6), except the oversized-input case."""
 
@@ -99,6 +102,7 @@ class Baseline:
     gateway_fds: int
     forker_pid: int
     forker_fds: int
+    pooled: int
 
 
 @dataclass
@@ -143,7 +147,7 @@ class Hostile:
 
     def baseline(self) -> Baseline:
         forker = self.forker_pid()
-        return Baseline(fd_count(self.gateway_pid), forker, fd_count(forker))
+        return Baseline(fd_count(self.gateway_pid), forker, fd_count(forker), len(self.pool_pids()))
 
     def leftovers(self) -> str:
         """Processes of this zygote that should not exist: strays, orphans, zombies, worker children."""
@@ -171,8 +175,10 @@ class Hostile:
         if gateway > base.gateway_fds:
             problems.append(f"gateway has {gateway} fds, had {base.gateway_fds}")
         forkers = self.forker_pids()
-        if forkers == [base.forker_pid] and (forker := fd_count(base.forker_pid)) > base.forker_fds:
-            problems.append(f"forker has {forker} fds, had {base.forker_fds}")
+        # An idle pool worker's socket ends stay in the forker until a request takes it (ADR 0006).
+        pool_fds = (len(self.pool_pids()) - base.pooled) * FDS_PER_POOLED_WORKER
+        if forkers == [base.forker_pid] and (forker := fd_count(base.forker_pid)) > base.forker_fds + pool_fds:
+            problems.append(f"forker has {forker} fds, had {base.forker_fds} (pool's share now {pool_fds:+d})")
         return "; ".join(problems)
 
     def canary(self, timeout: float = 60.0) -> RawParse:

@@ -9,6 +9,7 @@ to once its first fallback period was seen: the zygote "appears" already warm.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -195,7 +196,7 @@ def test_statsd_metrics_arrive_through_fallback_zygote_and_fallback_again(runs: 
     )
     text = _human(query_status(settings_for(run.env), timeout_s=30))  # the socket was renamed
     assert text.startswith("healthy:   True"), text
-    assert "recent:    used: of the last" in text and "workers:   running" in text and ", pooled 0" in text, text
+    assert "recent:    used: of the last" in text and re.search(r"workers:   running .*, pooled \d+", text), text
     assert "forker:    pid" in text and "threads 1" in text, text
     periods = len(_periods_started(listener.drain()))
     os.killpg(run.zygote.popen.pid, signal.SIGKILL)
@@ -211,7 +212,7 @@ def test_statsd_metrics_arrive_through_fallback_zygote_and_fallback_again(runs: 
     assert all(MIB < value < 4096 * MIB for value in _values(listener, Z + "worker.peak_uss"))
     assert all(MIB < value < 4096 * MIB for value in _values(listener, Z + "worker.peak_pss"))
     assert all(50 * MIB < value < 4096 * MIB for value in _values(listener, Z + "forker.rss"))
-    assert set(_values(listener, Z + "workers.pooled")) == {0.0}  # no warm pool yet
+    assert set(_values(listener, Z + "workers.pooled")) == {0.0}  # no warm pool by default
     assert max(_values(listener, Z + "forker.frozen_objects")) > 10_000
     assert len(listener.named(Z + "sessions.connected")) >= 1
     active = _values(listener, Z + "fallback.active")  # periods open and close in turn, and one is open now

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import atexit
+import gc
 from collections.abc import Iterator
 
 import pytest
 from airflow._shared.observability.metrics import otel_logger
 from airflow._shared.observability.metrics.base_stats_logger import NoStatsLogger
 from airflow.observability import stats
-from opentelemetry import metrics
 from otlp_collector import OtlpCollector, OtlpPoint
 from statsd_listener import start_airflow_stats
 
 from zygote.client.metrics import ZygoteMetrics
+from zygote.forker.quiet_metrics import drop_meter_provider
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,11 +29,15 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpCollector]:
     monkeypatch.setenv("AIRFLOW__METRICS__OTEL_PORT", str(sink.port))
     monkeypatch.setenv("AIRFLOW__METRICS__OTEL_INTERVAL_MILLISECONDS", "200")
     yield sink
-    provider = metrics.get_meter_provider()
-    if hasattr(provider, "shutdown"):
-        provider.shutdown()  # stops the exporting thread; Airflow's exit-time flush has nothing left to do
+    # Unset, not only shut down: a stock parse child that later tests fork from this process would
+    # otherwise restart the reader and log "Exporter already shutdown" into its per-file log.
+    provider = drop_meter_provider()
+    if provider is not None:
+        provider.shutdown()
     atexit.unregister(otel_logger.flush_otel_metrics)
     stats.initialize(factory=NoStatsLogger, export_legacy_names=True)
+    del provider
+    gc.collect()  # the reader's at-fork hook holds it weakly
     sink.close()
 
 

@@ -51,7 +51,7 @@ def silence_metrics() -> None:
         module: Any = sys.modules.get(name)
         if module is not None:
             module._backend = NoStatsLogger()  # reset to None in every child by Airflow's at-fork hook
-    provider = _drop_meter_provider()
+    provider = drop_meter_provider()
     if provider is not None:
         provider.shutdown(timeout_millis=SHUTDOWN_TIMEOUT_S * 1000)
         _wait_for_other_threads(THREAD_EXIT_TIMEOUT_S)
@@ -68,7 +68,7 @@ def _unregister_exit_flush() -> None:
             atexit.unregister(module.flush_otel_metrics)
 
 
-def _drop_meter_provider() -> Any:
+def drop_meter_provider() -> Any:
     """The OpenTelemetry SDK's global provider, unset (as Airflow's ``get_otel_logger`` resets it)."""
     internal: Any = sys.modules.get("opentelemetry.metrics._internal")
     if internal is None or not hasattr(internal, "_METER_PROVIDER"):
