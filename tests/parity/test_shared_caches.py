@@ -139,7 +139,7 @@ def test_files_that_would_notice_warm_caches_parse_as_in_stock(
     from zygote.forker.warmup import WARMUP_DAG
 
     [warmed] = zygote.events("forker.caches_warmed")
-    assert warmed["dags"] == 2 and warmed["error"] == "" and warmed["reset"] == [], warmed
+    assert warmed["dags"] == 3 and warmed["error"] == "" and warmed["reset"] == [], warmed
     write(dags, "zc_timetables.py", TIMETABLE)
     paths = {
         "custom_timetable": write(dags, "zc_custom_timetable.py", CUSTOM_TIMETABLE),
