@@ -5,13 +5,14 @@ How this works (ADR 0007): just before its start-up ``freeze_heap``, the forker 
 as a worker's parse does (``DagSerialization.to_dict``, ``DagFileParsingResult``, the comms frame).
 That fills the serialization schema's validator and the schema-derived ``lru_cache``s, pydantic's
 and msgspec's encoders, and the ``typing``/``re``/``urllib`` caches, all pure functions of code
-that every worker shares. It does not go through ``DagBag``: that would run the operator's
+that every worker shares. It does not go through ``DagBag``: that would run the deployment's
 cluster policies (user code) in the forker and append the bundle path to ``sys.path``.
 
-Then it undoes what a parse could observe: the module, its DAGs in ``DagContext``, its
-``linecache`` lines, ``sys.path``. Caches whose content comes from user code or the session's
-configuration (:data:`SESSION_CACHES`: plugins, the policy hook) must be as empty after the
-warm-up as before it, or they are cleared. Warnings are ignored while it runs (an ``ignore``
+Then it undoes what a parse could observe: the module, its DAGs in the context stacks and in
+auto-registration, its ``linecache`` lines, ``sys.path``. Caches whose content comes from user code
+or from what the process imported (:data:`SESSION_CACHE_MODULES`, :data:`SESSION_CACHES`: the
+plugins manager, ``_has_kubernetes``) must hold after the warm-up what they held before it, or
+they are cleared. Warnings are ignored while it runs (an ``ignore``
 action records nothing in any ``__warningregistry__``), so a worker warns as a stock child does.
 Any failure is logged and start-up goes on without it.
 """
