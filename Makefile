@@ -21,14 +21,21 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m zygote.demo
 
-# The whole suite; pytest exits non-zero (5) when no test ran, and that fails the target.
+# PYTEST_WORKERS=2 runs the suite in two pytest-xdist workers, one test file at a time each
+# (--dist loadfile: a module's shared zygote and the fault modules' ordered scenarios stay in one
+# process). 0 (the default until a whole run with 2 is green on an idle 2-core machine): one process.
+PYTEST_WORKERS ?= 0
+PYTEST_DIST := -n $(PYTEST_WORKERS) --dist loadfile
+
+# The whole suite; pytest exits non-zero when no test ran (5; 3 from xdist when -m deselects every
+# test), and that fails the target.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_DIST) $(PYTEST_ARGS)
 
 # Production-fault scenarios (issue 12): real dag-processors under symlink swaps, stalls, outages, a
 # frozen dag-processor, fork failures and a soak beside stock Airflow. Deselected from `make test`.
 faults: $(STAMP)
-	$(PY) -m pytest -m faults tests/faults $(PYTEST_ARGS)
+	$(PY) -m pytest -m faults $(PYTEST_DIST) tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zygote protocol tests
