@@ -53,17 +53,19 @@ bench: $(STAMP)
 	test "$(CORPUS)" != bench-results/corpus || $(PY) -m zygote.bench.corpus bench-results/corpus
 	$(AIRFLOW) zygote bench --dags $(CORPUS) $(BENCH_ARGS) --output bench-results/bench.json
 
-# The image from deploy/Dockerfile and the sidecar pair run for real in podman
-# (tests/deploy/test_containers.py, test_compose.py). Installs podman, runc, mmdebstrap and
-# podman-compose (in build/containers/compose-venv) when missing; builds a
-# stand-in base image (deploy/standin/) since no image registry is reachable; caches the Debian rootfs
-# in build/containers. Needs root.
+# The image from deploy/Dockerfile and the sidecar run for real in podman: the compose file, the pair's
+# checks on it and the Kubernetes manifest through play kube (tests/deploy/test_containers.py). Installs
+# podman, runc, mmdebstrap and eatmydata (apt) and podman-compose and uv (in build/containers/tools)
+# when missing; builds a stand-in base image (deploy/standin/) since no image registry is reachable;
+# caches the Debian rootfs in build/containers. Needs root. .ci/run runs it after `make test`.
 CONTAINERS_WORK := $(CURDIR)/build/containers
 containers: $(STAMP)
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
-		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap; }
-	test -x $(CONTAINERS_WORK)/compose-venv/bin/podman-compose || { $(PYTHON) -m venv $(CONTAINERS_WORK)/compose-venv \
-		&& $(CONTAINERS_WORK)/compose-venv/bin/pip install --quiet podman-compose==1.6.0; }
+		&& command -v eatmydata >/dev/null \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap eatmydata; }
+	test -x $(CONTAINERS_WORK)/tools/bin/podman-compose -a -x $(CONTAINERS_WORK)/tools/bin/uv \
+		|| { $(PYTHON) -m venv --without-pip $(CONTAINERS_WORK)/tools \
+		&& $(PY) -m pip --python $(CONTAINERS_WORK)/tools/bin/python install --quiet podman-compose==1.6.0 uv==0.13.9; }
 	WORK=$(CONTAINERS_WORK) deploy/standin/build.sh
 	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy $(PYTEST_ARGS)
 
