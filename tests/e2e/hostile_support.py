@@ -202,6 +202,8 @@ class Hostile:
         try:
             client.hello()
             parse = run_raw_parse(client, f"canary-{self.canaries}", self.canary_path, timeout=timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nzygote log tail:\n{self.zygote.log_text()[-4000:]}") from exc
         finally:
             client.close()
         assert isinstance(parse.terminal, Exited) and parse.terminal.exit_code == 0, parse.describe()
@@ -439,9 +441,9 @@ def run_raw_parse(
     deadline = time.monotonic() + timeout
     while parse.terminal is None:
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        message = client.poll_message(remaining) if remaining > 0 else None
+        if message is None:
             raise AssertionError(f"no terminal reply within {timeout} s: {parse.describe()}")
-        message = client.recv(remaining)
         if getattr(message, "id", None) != request_id:
             continue
         if isinstance(message, Started):
