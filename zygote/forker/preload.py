@@ -196,6 +196,9 @@ class Preloader:
         for name in unreported:
             self.records[name].state = ModuleState.PENDING
 
+    def pending(self) -> list[str]:
+        return [name for name, rec in self.records.items() if rec.state is ModuleState.PENDING]
+
     def has_pending(self) -> bool:
         return any(rec.state is ModuleState.PENDING for rec in self.records.values())
 

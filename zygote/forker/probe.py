@@ -81,9 +81,9 @@ class ProbeRunner:
 
     def run_blocking(self) -> list[str]:
         """One round, synchronously (start-up only). Returns the promoted."""
-        self.round = self.preloader.take_batch()
-        while self.round:
-            probe = self._fork(self.round)
+        self.round = self.preloader.pending()
+        while batch := self.preloader.take_batch(self.round):
+            probe = self._fork(batch)
             if probe is None:
                 break
             messages = probe.reader.read_until_eof(probe.deadline_at)
@@ -103,10 +103,13 @@ class ProbeRunner:
         if not self.round:
             if not self.clock.is_due(now):
                 return []
-            self.round = self.preloader.take_batch()
+            self.round = self.preloader.pending()
             if not self.round:
                 return self._promote_grown(now)
-        self._start(self.preloader.take_batch(self.round))
+        batch = self.preloader.take_batch(self.round)
+        if not batch:  # the rest of the round came in with a promotion meanwhile
+            return self._end_round(now)
+        self._start(batch)
         return []
 
     def _promote_grown(self, now: float) -> list[str]:
