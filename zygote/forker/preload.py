@@ -138,7 +138,7 @@ class Preloader:
         self.parses += 1
         for name, seconds in modules.items():
             record = self._candidate(name)
-            if record is not None:
+            if record is not None and record.state is not ModuleState.REJECTED:  # final: nothing to judge
                 record.usage.add(float(seconds or 0.0))
 
     def _candidate(self, name: str) -> ModuleRecord | None:

@@ -174,7 +174,8 @@ class ProbeRunner:
         """Verdicts in; the culprit of an early death rejected; the rest of the round kept for the next child."""
         self._take(messages)
         why = "" if exit_code == 0 else f"probe ended with {exit_code} (import crashed or timed out)"
-        if not why and not any(isinstance(message, ProbeReport) for message in messages):
+        records = self.preloader.records
+        if not why and all(records[name].state is ModuleState.PROBING for name in batch):
             why = "probe ended without a verdict"  # no progress: blame the first, or the round never ends
         self.preloader.on_probe_end(batch, why)
         self.round = [name for name in self.round if self.preloader.records[name].state is ModuleState.PENDING]
