@@ -21,14 +21,21 @@ $(STAMP): pyproject.toml constraints.txt
 run: $(STAMP)
 	$(PY) -m zygote.demo
 
-# The whole suite; pytest exits non-zero (5) when no test ran, and that fails the target.
+# PYTEST_WORKERS=2 runs the suite in two pytest-xdist workers, one test file at a time each
+# (--dist loadfile: a module's shared zygote and the fault modules' ordered scenarios stay in one
+# process). 0 (the default until a whole run with 2 is green on an idle 2-core machine): one process.
+PYTEST_WORKERS ?= 0
+PYTEST_DIST := -n $(PYTEST_WORKERS) --dist loadfile
+
+# The whole suite; pytest exits non-zero when no test ran (5; 3 from xdist when -m deselects every
+# test), and that fails the target.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_DIST) $(PYTEST_ARGS)
 
 # Production-fault scenarios (issue 12): real dag-processors under symlink swaps, stalls, outages, a
 # frozen dag-processor, fork failures and a soak beside stock Airflow. Deselected from `make test`.
 faults: $(STAMP)
-	$(PY) -m pytest -m faults tests/faults $(PYTEST_ARGS)
+	$(PY) -m pytest -m faults $(PYTEST_DIST) tests/faults $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zygote protocol tests
@@ -46,17 +53,19 @@ bench: $(STAMP)
 	test "$(CORPUS)" != bench-results/corpus || $(PY) -m zygote.bench.corpus bench-results/corpus
 	$(AIRFLOW) zygote bench --dags $(CORPUS) $(BENCH_ARGS) --output bench-results/bench.json
 
-# The image from deploy/Dockerfile and the sidecar pair run for real in podman
-# (tests/deploy/test_containers.py, test_compose.py). Installs podman, runc, mmdebstrap and
-# podman-compose (in build/containers/compose-venv) when missing; builds a
-# stand-in base image (deploy/standin/) since no image registry is reachable; caches the Debian rootfs
-# in build/containers. Needs root.
+# The image from deploy/Dockerfile and the sidecar run for real in podman: the compose file, the pair's
+# checks on it and the Kubernetes manifest through play kube (tests/deploy/test_containers.py). Installs
+# podman, runc, mmdebstrap and eatmydata (apt) and podman-compose and uv (in build/containers/tools)
+# when missing; builds a stand-in base image (deploy/standin/) since no image registry is reachable;
+# caches the Debian rootfs in build/containers. Needs root. .ci/run runs it after `make test`.
 CONTAINERS_WORK := $(CURDIR)/build/containers
 containers: $(STAMP)
 	command -v podman >/dev/null && command -v runc >/dev/null && command -v mmdebstrap >/dev/null \
-		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap; }
-	test -x $(CONTAINERS_WORK)/compose-venv/bin/podman-compose || { $(PYTHON) -m venv $(CONTAINERS_WORK)/compose-venv \
-		&& $(CONTAINERS_WORK)/compose-venv/bin/pip install --quiet podman-compose==1.6.0; }
+		&& command -v eatmydata >/dev/null \
+		|| { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q podman runc mmdebstrap eatmydata; }
+	test -x $(CONTAINERS_WORK)/tools/bin/podman-compose -a -x $(CONTAINERS_WORK)/tools/bin/uv \
+		|| { $(PYTHON) -m venv --without-pip $(CONTAINERS_WORK)/tools \
+		&& $(PY) -m pip --python $(CONTAINERS_WORK)/tools/bin/python install --quiet podman-compose==1.6.0 uv==0.13.9; }
 	WORK=$(CONTAINERS_WORK) deploy/standin/build.sh
 	ZYGOTE_CONTAINERS_WORK=$(CONTAINERS_WORK) $(PY) -m pytest -m containers tests/deploy $(PYTEST_ARGS)
 

@@ -7,6 +7,7 @@ sleeping.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -37,12 +38,33 @@ sys.path.insert(0, str(Path(__file__).parent))
 from zygote_harness import AIRFLOW, SOCKET_DIRS, ParseDriver, ZygoteProcess, make_airflow_env, socket_endpoint  # noqa: E402
 
 
+def _migrate(db: Path) -> None:
+    env = {**os.environ, "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{db}"}
+    subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, timeout=300, env=env)
+
+
 @pytest.fixture(scope="session")
-def migrated_db() -> Path:
-    """An Airflow metadata DB made by ``airflow db migrate`` (once per session)."""
+def migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An Airflow metadata DB made by ``airflow db migrate`` once per run.
+
+    Under pytest-xdist every worker has its own session home; the first worker to need a DB migrates
+    one into the run's shared temp folder (under a lock) and every worker copies that file, so two
+    workers on two cores do not each spend a migration's CPU.
+    """
     db = _SESSION_HOME / "airflow.db"
-    if not db.exists():
-        subprocess.run([AIRFLOW, "db", "migrate"], check=True, capture_output=True, timeout=300, env=os.environ.copy())
+    if db.exists():
+        return db
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        _migrate(db)
+        return db
+    shared = tmp_path_factory.getbasetemp().parent / "migrated-airflow.db"
+    with (shared.parent / "migrated-airflow.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not shared.exists():
+            partial = shared.with_suffix(".partial")
+            _migrate(partial)
+            partial.rename(shared)
+    shutil.copy(shared, db)
     return db
 
 

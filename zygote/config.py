@@ -232,6 +232,15 @@ OPTIONS: tuple[Option, ...] = (
         "Seconds the forker waits for its warm-up parse at start-up before killing it and starting "
         "without the modules it would have learned (a hanging cluster policy must not hang start-up).",
     ),
+    Option(
+        "warm_parse_caches",
+        "boolean",
+        "True",
+        "False",
+        "Serialize a DAG file shipped with the zygote in the forker before it freezes its heap, so "
+        "the caches a first parse fills (serialization schema, lru caches) are shared by every "
+        "worker instead of filled again in each (ADR 0007).",
+    ),
 )
 
 
@@ -291,6 +300,7 @@ class Settings:
     memory_sample_interval: float = 0.1
     spawn_timeout: float = 5.0
     warmup_timeout: float = 120.0
+    warm_parse_caches: bool = True
 
 
 _LIST_OPTIONS = frozenset({"curve_allowed_clients", "approved_modules", "preload_modules", "allowed_roots"})

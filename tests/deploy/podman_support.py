@@ -1,4 +1,4 @@
-"""Podman for the container tests: the stand-in base, the deploy image, containers, and waiting on them.
+"""Podman for the container tests: the image `make containers` built, containers, and waiting on them.
 
 Podman runs with the ``containers.conf`` that ``deploy/standin/build.sh`` writes (runc, cgroupfs, no
 systemd, nofile/nproc ulimits at the machine's own hard limits). Without systemd nothing runs
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import subprocess
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,9 +24,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 WORK = Path(os.environ.get("ZYGOTE_CONTAINERS_WORK", REPO / "build" / "containers"))
-STANDIN_IMAGE = "localhost/airflow-standin:3.3.2-python3.11"
-IMAGE = "localhost/airflow-zygote:containers-test"
-BUILD_TIMEOUT_S = 1500.0
+IMAGE = os.environ.get("ZYGOTE_CONTAINERS_IMAGE", "localhost/airflow-zygote:containers-test")
 COMMAND_TIMEOUT_S = 300.0
 
 T = TypeVar("T")
@@ -54,45 +50,11 @@ def podman(*args: str, check: bool = True, timeout: float = COMMAND_TIMEOUT_S) -
     return result
 
 
-def build_images() -> str:
-    """The stand-in base, then deploy/Dockerfile on it (the production file, base as a build argument)."""
-    env = {**podman_env(), "WORK": str(WORK)}
-    base = subprocess.run(
-        [str(REPO / "deploy" / "standin" / "build.sh"), STANDIN_IMAGE],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BUILD_TIMEOUT_S,
-        check=False,
-    )
-    assert base.returncode == 0, base.stdout[-4000:] + base.stderr[-4000:]
-    limits = _ulimits()
-    podman(
-        "build",
-        "--format",
-        "docker",
-        "--network",
-        "host",
-        "--layers",
-        *limits,
-        "--build-arg",
-        f"AIRFLOW_BASE_IMAGE={STANDIN_IMAGE}",
-        "--ignorefile",
-        str(REPO / "deploy" / "Dockerfile.dockerignore"),
-        "-f",
-        str(REPO / "deploy" / "Dockerfile"),
-        "-t",
-        IMAGE,
-        str(REPO),
-        timeout=BUILD_TIMEOUT_S,
-    )
+def built_image() -> str:
+    """The image `make containers` built (deploy/standin/build.sh: the stand-in base, then deploy/Dockerfile)."""
+    if podman("image", "exists", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"no image {IMAGE}: run `make containers`, which builds it")
     return IMAGE
-
-
-def _ulimits() -> list[str]:
-    """The explicit ulimits build.sh chose for this machine (its containers.conf), for ``podman build``."""
-    conf = (WORK / "containers.conf").read_text()
-    return [arg for limit in re.findall(r'"((?:nofile|nproc)=[^"]+)"', conf) for arg in ("--ulimit", limit)]
 
 
 def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 1.0) -> T:
@@ -153,44 +115,6 @@ class Container:
                 if event.get("event") == name:
                     found.append(event)
         return found
-
-
-@dataclass
-class Pair:
-    """The zygote and the dag-processor, as deploy/ wires them: shared socket volume, DAGs at one path."""
-
-    image: str
-    root: Path
-    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    names: list[str] = field(default_factory=list)
-    volumes: list[str] = field(default_factory=list)
-
-    @property
-    def dags(self) -> Path:
-        return self.root / "dags"
-
-    def volume(self, purpose: str) -> str:
-        name = f"zygote-test-{purpose}-{self.tag}"
-        if name not in self.volumes:
-            podman("volume", "create", name)
-            self.volumes.append(name)
-        return name
-
-    def run(self, role: str, *args: str, command: tuple[str, ...] = ()) -> Container:
-        name = f"zygote-test-{role}-{self.tag}"
-        podman("run", "-d", "--name", name, "--network", "none", *args, self.image, *command)
-        self.names.append(name)
-        return Container(name)
-
-    def run_once(self, *args: str, command: tuple[str, ...], timeout: float = COMMAND_TIMEOUT_S) -> str:
-        result = podman("run", "--rm", "--network", "none", *args, self.image, *command, timeout=timeout)
-        return result.stdout + result.stderr
-
-    def close(self) -> None:
-        for name in reversed(self.names):
-            podman("rm", "-f", "-t", "0", name, check=False)
-        for volume in self.volumes:
-            podman("volume", "rm", "-f", volume, check=False)
 
 
 def env_args(env: dict[str, str]) -> list[str]:

@@ -146,8 +146,11 @@ class Hostile:
         return found[0]
 
     def baseline(self) -> Baseline:
+        """Descriptor counts taken with the warm pool full and nothing evicted left to reap, so the
+        pool's own socket ends are counted once, whatever refill was under way."""
         forker = self.forker_pid()
-        return Baseline(fd_count(self.gateway_pid), forker, fd_count(forker), len(self.pool_pids()))
+        eventually(self._pool_unsettled, 60, "a full, settled warm pool")
+        return Baseline(fd_count(self.gateway_pid), forker, fd_count(forker), self.pool().get("idle", 0))
 
     def leftovers(self) -> str:
         """Processes of this zygote that should not exist: strays, orphans, zombies, worker children."""
@@ -160,14 +163,24 @@ class Hostile:
         problems += [f"forker child {pid} {_describe(pid)}" for pid in children if pid not in pool]
         return "; ".join(problems)
 
-    def pool_pids(self) -> set[int]:
-        """The warm pool's idle workers: the forker's children on purpose (ADR 0006)."""
+    def pool(self) -> dict[str, Any]:
+        """The forker's ``pool`` status (ADR 0006); empty while no forker answers."""
         from zygote.client.control import ControlError
 
         try:
-            return set(self.zygote.status()["forker"]["pool"]["pids"])
+            return dict(self.zygote.status()["forker"]["pool"])
         except (ControlError, KeyError, TypeError):
-            return set()
+            return {}
+
+    def pool_pids(self) -> set[int]:
+        """The warm pool's processes (idle, or evicted and not yet reaped): the forker's children on purpose."""
+        return set(self.pool().get("pids", ()))
+
+    def _pool_unsettled(self) -> str:
+        pool = self.pool()
+        if not pool or pool["idle"] == pool["size"] == len(pool["pids"]):
+            return ""
+        return f"pool {pool['idle']}/{pool['size']} idle, {len(pool['pids'])} processes"
 
     def fd_growth(self, base: Baseline) -> str:
         problems = []
@@ -175,8 +188,9 @@ class Hostile:
         if gateway > base.gateway_fds:
             problems.append(f"gateway has {gateway} fds, had {base.gateway_fds}")
         forkers = self.forker_pids()
-        # An idle pool worker's socket ends stay in the forker until a request takes it (ADR 0006).
-        pool_fds = (len(self.pool_pids()) - base.pooled) * FDS_PER_POOLED_WORKER
+        # An idle pool worker's socket ends stay in the forker until a request takes it (ADR 0006);
+        # an evicted one's are closed at eviction, so only idle workers count.
+        pool_fds = (self.pool().get("idle", 0) - base.pooled) * FDS_PER_POOLED_WORKER
         if forkers == [base.forker_pid] and (forker := fd_count(base.forker_pid)) > base.forker_fds + pool_fds:
             problems.append(f"forker has {forker} fds, had {base.forker_fds} (pool's share now {pool_fds:+d})")
         return "; ".join(problems)
@@ -414,7 +428,11 @@ def run_raw_parse(
     timeout: float = 60.0,
     spawn_timeout: float = 60.0,
 ) -> RawParse:
-    """Spawn, feed the parse request, answer the worker's result frame, until the terminal reply."""
+    """Spawn, feed the parse request, answer the worker's result frame, until the terminal reply.
+
+    The parse request is built before the spawn: building it imports Airflow's processor module into
+    this process the first time, which on a loaded machine outlasts a short parse deadline."""
+    request = first_frame or parse_request_frame(str(path), str(path.parent))
     client.send(spawn_message(request_id, path, spawn_timeout))
     parse = RawParse(request_id)
     frames = _FrameReader()
@@ -428,7 +446,7 @@ def run_raw_parse(
             continue
         if isinstance(message, Started):
             parse.started = message
-            client.send(Input(id=request_id, data=first_frame or parse_request_frame(str(path), str(path.parent))))
+            client.send(Input(id=request_id, data=request))
         elif isinstance(message, Output):
             _on_output(client, parse, frames, message)
         elif isinstance(message, (Exited, Error)) and (not isinstance(message, Error) or _terminal(message)):

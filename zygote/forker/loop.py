@@ -51,6 +51,7 @@ from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds, freeze_heap
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
+from zygote.forker.warm_caches import warm_parse_caches
 from zygote.forker.worker import ChannelPairs, WorkerLimits, worker_body
 from zygote.forker.worker_table import Action, KillGroup, KillWorker, SendExited, Worker, WorkerTable
 from zygote.handshake import versions
@@ -108,6 +109,8 @@ class Forker:
         self.probes.run_blocking()
         if self.preloader.tainted:
             raise SystemExit("forker retired at start: a preload started a thread (remembered in the state file)")
+        if self.settings.warm_parse_caches:  # ADR 0007: after the preloads, so it imports nothing new
+            warm_parse_caches()
         freeze_heap()
         self.baseline_modules = frozenset(sys.modules)
         self.own_children = frozenset(linux.child_pids(self.pid))  # started by Airflow on purpose
