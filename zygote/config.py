@@ -158,6 +158,23 @@ OPTIONS: tuple[Option, ...] = (
         "512",
         "MiB a preload candidate may add to a process before it is rejected.",
     ),
+    Option(
+        "preload_interval",
+        "float",
+        "5.0",
+        "10.0",
+        "Seconds between promotion rounds: modules workers report meanwhile are probed together and "
+        "promoted with one collect and freeze, so a cold pass is not slowed by a freeze per module.",
+    ),
+    Option(
+        "preload_cost_per_mib",
+        "float",
+        "0.05",
+        "0.2",
+        "Milliseconds per parse that each MiB a preload adds to the forker is taken to cost (slower forks, "
+        "more to fault in). A module is preloaded when the share of parses importing it times its import "
+        "time is at least this times its size. 0: every verified module.",
+    ),
     Option("heartbeat_interval", "float", "1.0", "2.0", "Seconds between heartbeats in both directions."),
     Option(
         "heartbeat_timeout",
@@ -272,6 +289,8 @@ class Settings:
     preload_state_file: str = ""
     probe_timeout: float = 60.0
     probe_memory_limit: int = 1024
+    preload_interval: float = 5.0
+    preload_cost_per_mib: float = 0.05
     heartbeat_interval: float = 1.0
     heartbeat_timeout: float = 15.0
     connect_timeout: float = 5.0

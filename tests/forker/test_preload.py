@@ -85,7 +85,11 @@ def test_verified_modules_are_imported_and_remembered(tmp_path: Path, monkeypatc
     preloader.on_probe_report(_report("zt_unit_promoted", ok=True))
     assert preloader.promote_verified() == ["zt_unit_promoted"]
     assert "zt_unit_promoted" in sys.modules
-    assert json.loads(state.read_text()) == {"loaded": ["zt_unit_promoted"], "rejected_in_forker": {}}
+    assert json.loads(state.read_text()) == {
+        "loaded": ["zt_unit_promoted"],
+        "rejected_in_forker": {},
+        "rejected_in_probe": {},
+    }
     assert Preloader(approved, [], str(state)).loaded_from_state_file() == ["zt_unit_promoted"]
 
 

@@ -94,6 +94,10 @@ def _human(report: dict[str, Any]) -> str:
         name: e.get("reason") for name, e in (report.get("preload") or {}).items() if e.get("state") == "rejected"
     }
     lines += [f"  rejected {name}: {why}" for name, why in sorted(rejected.items())[:20]]
+    held_back = {
+        name: e.get("reason") for name, e in (report.get("preload") or {}).items() if e.get("state") == "verified"
+    }
+    lines += [f"  not held {name}: {why}" for name, why in sorted(held_back.items())[:20] if why]
     return "\n".join(lines)
 
 

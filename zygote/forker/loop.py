@@ -76,9 +76,10 @@ class Forker:
             ApprovedPatterns.with_airflow(settings.approved_modules),
             settings.approved_modules,
             settings.preload_state_file,
+            settings.preload_cost_per_mib,
         )
         bounds = ProbeBounds(settings.probe_timeout, settings.probe_memory_limit * 2**20)
-        self.probes = ProbeRunner(self.preloader, bounds, self.selector)
+        self.probes = ProbeRunner(self.preloader, bounds, self.selector, settings.preload_interval)
         self.table = WorkerTable(self.preloader.approved.matches, settings.worker_cpu_limit)
         self.reports: dict[int, ChildReader] = {}
         self.link_buffer = FrameBuffer()
@@ -159,7 +160,7 @@ class Forker:
             now = time.monotonic()
             self._on_timers(now)
             if self.drain_at is None:
-                self.probes.maybe_start(now)
+                self._after_promotion(self.probes.maybe_start(now))
                 if not events:  # refill only on a turn with nothing else to do: off the request's path
                     self._refill_pool(now)
             self._maybe_finish_drain()
@@ -326,7 +327,7 @@ class Forker:
         for message in reader.read() if budget is None else reader.read(budget):
             if isinstance(message, WorkerReport):
                 self.table.record_report(pid, message)
-                self.preloader.observe(message.modules)
+                self.preloader.observe_parse(message.modules)
                 self._count_import_costs(message.modules)
         if not reader.open:
             self._forget_report(pid)

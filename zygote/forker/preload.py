@@ -8,8 +8,12 @@ settings, and that the import stayed within time and memory bounds. It reports a
 module and stops at the first safety violation (the process is tainted from there on), also
 when the import that left something behind failed; a clean failed import is a rejection of that
 module only. What a rejected import started dies with the probe. Modules that passed are then
-imported in the forker itself, followed by ``gc.collect()`` and ``gc.freeze()``. Rejections are
-final for this generation and kept with their reason for ``status``.
+imported in the forker itself if they are worth holding (``promotion.py``: value against cost),
+followed by one ``gc.collect()`` and ``gc.freeze()`` for them all; a verified module not worth it
+yet stays VERIFIED, with the figures as its reason, and is judged again at every round. What a
+promotion imported along with it is LOADED too. Rejections are final for this generation and kept
+with their reason for ``status``; those that are a property of the library (a thread, fd, child
+or GC change at import) are remembered in the state file and not probed again by later ones.
 """
 
 from __future__ import annotations
@@ -23,15 +27,19 @@ import json
 import sys
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from protocol import ProbeReport
 from zygote import linux
+from zygote.forker.promotion import Usage, Worth, judge
 
 NOT_APPROVED = "listed in preload_modules but not approved: add it to [zygote] approved_modules"
+REMEMBERED = " (remembered)"
+LIBRARY_FAULTS = ("thread(s) running", "file descriptor(s) open", "child process(es)", "garbage collector")
+"""Probe verdicts that describe the library itself, not this host's limits: kept across generations."""
 
 
 class ModuleState(enum.Enum):
@@ -49,13 +57,21 @@ class ModuleRecord:
     reason: str = ""
     import_s: float = 0.0
     memory_delta: int = 0
+    forced: bool = False
+    """Chosen already (preload_modules, warm-up, state file): promoted without judging its worth."""
+    usage: Usage = field(default_factory=Usage)
+    worth: Worth | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        worth = self.worth
+        figures = {"saves_ms": round(worth.saves_ms, 3), "costs_ms": round(worth.costs_ms, 3)} if worth else {}
         return {
             "state": self.state.value,
             "reason": self.reason,
             "import_s": round(self.import_s, 6),
             "memory_delta": self.memory_delta,
+            "parses": self.usage.parses,
+            **figures,
         }
 
 
@@ -99,26 +115,45 @@ class ProbeBounds:
 class Preloader:
     """Tracks every approved module's state and decides what to probe and promote."""
 
-    def __init__(self, approved: ApprovedPatterns, configured: Iterable[str], state_file: str) -> None:
+    def __init__(
+        self, approved: ApprovedPatterns, configured: Iterable[str], state_file: str, cost_per_mib_ms: float = 0.05
+    ) -> None:
         self.approved = approved
         self.state_file = state_file
+        self.cost_per_mib_ms = cost_per_mib_ms
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
+        self.parses = 0
         self.tainted = False
         self._reject_remembered()
 
     def observe(self, modules: Iterable[str]) -> None:
-        """Modules a worker imported: approved ones the forker lacks become PENDING."""
+        """Modules chosen already (warm-up, state file, eager): candidates promoted without judging."""
         for name in modules:
-            if not self.approved.matches(name):
-                continue
-            record = self.records.get(name)
-            if record is not None and record.state is not ModuleState.NOT_SEEN:
-                continue  # decided already: a rejection is final for this generation
-            if name in sys.modules:
-                if record is not None:  # configured, and Airflow's start-up imported it already
-                    record.state = ModuleState.LOADED
-                continue
-            self.records[name] = ModuleRecord(ModuleState.PENDING)
+            record = self._candidate(name)
+            if record is not None:
+                record.forced = True
+
+    def observe_parse(self, modules: dict[str, float]) -> None:
+        """One worker's imports (name -> seconds): counted for their worth; new ones become PENDING."""
+        self.parses += 1
+        for name, seconds in modules.items():
+            record = self._candidate(name)
+            if record is not None and record.state is not ModuleState.REJECTED:  # final: nothing to judge
+                record.usage.add(float(seconds or 0.0))
+
+    def _candidate(self, name: str) -> ModuleRecord | None:
+        """The record of an approved module, made PENDING if it is new here; None when not a candidate."""
+        if not self.approved.matches(name):
+            return None
+        record = self.records.get(name)
+        if record is not None and record.state is not ModuleState.NOT_SEEN:
+            return record  # decided already: a rejection is final for this generation
+        if name in sys.modules:
+            if record is not None:  # configured, and Airflow's start-up imported it already
+                record.state = ModuleState.LOADED
+            return record
+        self.records[name] = record = ModuleRecord(ModuleState.PENDING, usage=record.usage if record else Usage())
+        return record
 
     def request_eager(self, modules: Iterable[str]) -> None:
         """``preload_modules``: candidates now; one that is not approved is rejected, visibly."""
@@ -128,12 +163,17 @@ class Preloader:
             else:
                 self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=NOT_APPROVED)
 
-    def take_batch(self) -> list[str]:
-        """Every PENDING module, now PROBING, in the order they were first seen."""
-        batch = [name for name, rec in self.records.items() if rec.state is ModuleState.PENDING]
+    def take_batch(self, names: Iterable[str] | None = None) -> list[str]:
+        """``names`` (default: every PENDING module) that are still PENDING, now PROBING, in order."""
+        wanted = self.records if names is None else names
+        batch = [name for name in wanted if self._state(name) is ModuleState.PENDING]
         for name in batch:
             self.records[name].state = ModuleState.PROBING
         return batch
+
+    def _state(self, name: str) -> ModuleState | None:
+        record = self.records.get(name)
+        return record.state if record else None
 
     def on_probe_report(self, report: ProbeReport) -> None:
         record = self.records.get(report.module)
@@ -150,32 +190,64 @@ class Preloader:
         if not unreported:
             return
         if why:
-            self.records[unreported[0]] = ModuleRecord(ModuleState.REJECTED, reason=why)
+            culprit = self.records[unreported[0]]
+            culprit.state, culprit.reason = ModuleState.REJECTED, why
             unreported = unreported[1:]
         for name in unreported:
             self.records[name].state = ModuleState.PENDING
 
+    def pending(self) -> list[str]:
+        return [name for name, rec in self.records.items() if rec.state is ModuleState.PENDING]
+
     def has_pending(self) -> bool:
         return any(rec.state is ModuleState.PENDING for rec in self.records.values())
 
+    def worth_promoting(self) -> list[str]:
+        """VERIFIED modules worth holding now (their figures refreshed); the others say why not."""
+        chosen, declined = [], set()
+        for name, record in self.records.items():
+            if record.state is not ModuleState.VERIFIED:
+                continue
+            record.worth = judge(record.usage, self.parses, record.memory_delta, self.cost_per_mib_ms)
+            package = next((p for p in _packages_of(name) if p in declined), None)
+            if package is not None and not record.forced:  # importing it would import its package too
+                record.reason = f"not worth holding yet: its package {package} is not"
+            elif record.forced or record.worth.promote:
+                chosen.append(name)
+                continue
+            else:
+                record.reason = "not worth holding yet: " + record.worth.explain()
+            declined.add(name)
+        return chosen
+
     def promote_verified(self) -> list[str]:
-        """Import verified modules here, then collect and freeze. Returns those loaded.
+        """Import the verified modules worth it here, then collect and freeze once. Returns those loaded.
 
         A module that passed its probe may still start a thread here (it can tell the processes
         apart): then it is rejected, remembered in the state file, and :attr:`tainted` is set,
         because this process is no longer safe to fork from.
         """
-        loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.VERIFIED]
-        for name in loaded:
+        chosen = self.worth_promoting()
+        for name in chosen:
             self._import_here(name)
             if self.tainted:
                 break
-        promoted = [name for name in loaded if self.records[name].state is ModuleState.LOADED]
+        promoted = [name for name in chosen if self.records[name].state is ModuleState.LOADED]
         if promoted:
+            promoted += self._sweep_imported()
             freeze_heap()
-        if promoted or self.tainted:
-            self._save_state()
+        self._save_state()
         return promoted
+
+    def _sweep_imported(self) -> list[str]:
+        """Candidates a promotion imported along with what it chose are in the forker now: LOADED."""
+        swept = []
+        for name, record in self.records.items():
+            waiting = record.state in (ModuleState.PENDING, ModuleState.VERIFIED, ModuleState.NOT_SEEN)
+            if waiting and name in sys.modules:
+                record.state, record.reason = ModuleState.LOADED, "imported by another promoted module"
+                swept.append(name)
+        return swept
 
     def _import_here(self, name: str) -> None:
         record = self.records[name]
@@ -212,31 +284,45 @@ class Preloader:
         return state if isinstance(state, dict) else {}
 
     def _reject_remembered(self) -> None:
-        """Modules that made an earlier generation unsafe stay rejected, with their reason."""
-        rejected = self._read_state().get("rejected_in_forker", {})
-        for name, reason in rejected.items() if isinstance(rejected, dict) else []:
-            self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=f"{reason} (remembered)")
+        """Modules found unsafe by an earlier generation (probe or forker) stay rejected, with their reason."""
+        state = self._read_state()
+        for key in ("rejected_in_forker", "rejected_in_probe"):
+            rejected = state.get(key, {})
+            for name, reason in rejected.items() if isinstance(rejected, dict) else []:
+                self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=f"{reason}{REMEMBERED}")
 
     def _save_state(self) -> None:
         if not self.state_file:
             return
         loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.LOADED]
-        unsafe = {
-            name: rec.reason.removesuffix(" (remembered)")
-            for name, rec in self.records.items()
-            if rec.state is ModuleState.REJECTED and "imported in the forker (not in its probe)" in rec.reason
+        in_forker = "imported in the forker (not in its probe)"
+        rejected = {n: r.reason.removesuffix(REMEMBERED) for n, r in self.records.items() if _library_fault(r)}
+        state = {
+            "loaded": loaded,
+            "rejected_in_forker": {name: reason for name, reason in rejected.items() if in_forker in reason},
+            "rejected_in_probe": {name: reason for name, reason in rejected.items() if in_forker not in reason},
         }
         path = Path(self.state_file)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"loaded": loaded, "rejected_in_forker": unsafe}))
+            tmp.write_text(json.dumps(state))
             tmp.replace(path)
         except OSError:
             return
 
     def status(self) -> dict[str, Any]:
         return {name: rec.as_dict() for name, rec in self.records.items()}
+
+
+def _packages_of(name: str) -> list[str]:
+    """``a.b.c`` -> ``a``, ``a.b``: what importing it imports first."""
+    parts = name.split(".")
+    return [".".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _library_fault(record: ModuleRecord) -> bool:
+    return record.state is ModuleState.REJECTED and any(fault in record.reason for fault in LIBRARY_FAULTS)
 
 
 MODULE_MAP_MISS = "<airflow-zygote: fill inspect's module map>"

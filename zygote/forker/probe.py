@@ -1,11 +1,17 @@
 """Preload probes: the throwaway child that vets candidates, and the runner that schedules it.
 
-How this works: :class:`ProbeRunner` takes the :class:`~zygote.forker.preload.Preloader`'s pending
-batch and forks one probe child for it through :func:`~zygote.forker.children.fork_child`. At
-start-up the forker waits for each probe (:meth:`ProbeRunner.run_blocking`); in the loop, one probe
-at a time runs beside the workers, its socket registered with the loop's selector and its deadline
-among the loop's timers. Both paths end in the same verdict merge (:meth:`ProbeRunner._finish`):
-reported verdicts, the culprit of an early death, then promotion of what passed into the forker.
+How this works: :class:`ProbeRunner` works in **rounds**. A round takes everything the
+:class:`~zygote.forker.preload.Preloader` has pending and forks one probe child for it through
+:func:`~zygote.forker.children.fork_child`. A child that stops early (a module left a thread, or
+the child died) has its culprit rejected and the rest of the round goes to a fresh child at once,
+so one bad module never taints the verdicts on the others. When the round's modules all have a
+verdict, what passed and is worth holding is promoted into the forker with **one** collect and
+freeze (and one eviction of the warm pool). A new round starts at most once per
+``preload_interval`` (:class:`~zygote.forker.promotion.RoundClock`): modules workers report in
+the meantime wait for it, so a cold pass pays a few promotions, not one per module. At start-up
+the forker runs a round synchronously (:meth:`ProbeRunner.run_blocking`); in the loop, one probe
+child at a time runs beside the workers, its socket registered with the loop's selector and its
+deadline among the loop's timers.
 
 The child imports the batch in order and, after each module, checks that it still has one thread,
 no new fd, no child process, the same GC settings, and that the import stayed within time and
@@ -27,7 +33,8 @@ from protocol import Message, ProbeReport, frame
 from zygote import linux
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import ChildReader, reap_blocking
-from zygote.forker.preload import Preloader, ProbeBounds, summary
+from zygote.forker.preload import ModuleState, Preloader, ProbeBounds, summary
+from zygote.forker.promotion import RoundClock
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -47,12 +54,19 @@ class Probe:
 class ProbeRunner:
     """At most one probe child at a time; verdicts go to the preloader, promotions happen here."""
 
-    def __init__(self, preloader: Preloader, bounds: ProbeBounds, selector: selectors.BaseSelector) -> None:
+    def __init__(
+        self, preloader: Preloader, bounds: ProbeBounds, selector: selectors.BaseSelector, interval_s: float = 0.0
+    ) -> None:
         self.preloader = preloader
         self.bounds = bounds
         self.selector = selector
+        self.clock = RoundClock(interval_s)
         self.probe: Probe | None = None
+        self.round: list[str] = []
+        """Modules of the running round still waiting for a verdict (the next child takes them)."""
         self.not_before = 0.0
+        self.parses_judged = 0
+        """Parses the preloader had counted when the last round ended: worth changes only with more."""
 
     @property
     def pid(self) -> int | None:
@@ -61,33 +75,58 @@ class ProbeRunner:
     def deadline(self) -> float | None:
         if self.probe is not None:
             return self.probe.deadline_at
-        return self.not_before if self.preloader.has_pending() and self.not_before else None
+        if self.round:
+            return self.not_before
+        return max(self.clock.due_at(), self.not_before) if self.preloader.has_pending() else None
 
     def run_blocking(self) -> list[str]:
-        """Probe and promote everything pending, synchronously (start-up only). Returns the promoted."""
-        promoted: list[str] = []
-        while self.preloader.has_pending():
-            probe = self._fork(self.preloader.take_batch())
+        """One round, synchronously (start-up only). Returns the promoted."""
+        self.round = self.preloader.pending()
+        while batch := self.preloader.take_batch(self.round):
+            probe = self._fork(batch)
             if probe is None:
                 break
             messages = probe.reader.read_until_eof(probe.deadline_at)
             linux.kill_quietly(probe.pid)
             exit_code = reap_blocking(probe.pid)
             probe.reader.close()
-            promoted += self._finish(probe.batch, messages, exit_code)
-        return promoted
+            self._merge(probe.batch, messages, exit_code)
+        return self._end_round(time.monotonic())
 
-    def maybe_start(self, now: float) -> None:
-        """Start a probe for what is pending, unless one runs or a failed fork is cooling down."""
-        if self.probe is not None or now < self.not_before or not self.preloader.has_pending():
-            return
-        probe = self._fork(self.preloader.take_batch())
+    def maybe_start(self, now: float) -> list[str]:
+        """Start the next probe child of the round, or a new round when due. Returns what was promoted.
+
+        A due round with nothing to probe still promotes the verified modules that became worth it.
+        """
+        if self.probe is not None or now < self.not_before:
+            return []
+        if not self.round:
+            if not self.clock.is_due(now):
+                return []
+            self.round = self.preloader.pending()
+            if not self.round:
+                return self._promote_grown(now)
+        batch = self.preloader.take_batch(self.round)
+        if not batch:  # the rest of the round came in with a promotion meanwhile
+            return self._end_round(now)
+        self._start(batch)
+        return []
+
+    def _promote_grown(self, now: float) -> list[str]:
+        """Nothing to probe: promote the verified modules whose worth grew with the parses since."""
+        if self.preloader.parses == self.parses_judged:
+            return []
+        self.parses_judged = self.preloader.parses
+        return self._end_round(now) if self.preloader.worth_promoting() else []
+
+    def _start(self, batch: list[str]) -> None:
+        probe = self._fork(batch)
         if probe is None:
             return
         probe.reader.sock.setblocking(False)
         self.probe = probe
         self.selector.register(probe.reader.sock, selectors.EVENT_READ, self.on_readable)
-        log.info("preload.probing", modules=len(probe.batch), first=probe.batch[0])
+        log.info("preload.probing", modules=len(probe.batch), first=probe.batch[0], round=self.clock.rounds + 1)
 
     def on_readable(self) -> None:
         if self.probe is not None:
@@ -102,13 +141,14 @@ class ProbeRunner:
             linux.kill_quietly(self.probe.pid)
 
     def on_reaped(self, exit_code: int) -> list[str]:
-        """The probe child was waited for: merge its last verdicts and promote. Returns the promoted."""
+        """The probe child was waited for: merge its verdicts; promote if the round is done."""
         assert self.probe is not None
         probe, self.probe = self.probe, None
         messages = probe.reader.read()
         self.selector.unregister(probe.reader.sock)
         probe.reader.close()
-        return self._finish(probe.batch, messages, exit_code)
+        self._merge(probe.batch, messages, exit_code)
+        return [] if self.round else self._end_round(time.monotonic())
 
     def _fork(self, batch: list[str]) -> Probe | None:
         report_r, report_w = socket.socketpair()
@@ -130,11 +170,23 @@ class ProbeRunner:
             if isinstance(message, ProbeReport):
                 self.preloader.on_probe_report(message)
 
-    def _finish(self, batch: list[str], messages: list[Message], exit_code: int) -> list[str]:
+    def _merge(self, batch: list[str], messages: list[Message], exit_code: int) -> None:
+        """Verdicts in; the culprit of an early death rejected; the rest of the round kept for the next child."""
         self._take(messages)
         why = "" if exit_code == 0 else f"probe ended with {exit_code} (import crashed or timed out)"
+        records = self.preloader.records
+        if not why and all(records[name].state is ModuleState.PROBING for name in batch):
+            why = "probe ended without a verdict"  # no progress: blame the first, or the round never ends
         self.preloader.on_probe_end(batch, why)
-        return self.preloader.promote_verified()
+        self.round = [name for name in self.round if self.preloader.records[name].state is ModuleState.PENDING]
+
+    def _end_round(self, now: float) -> list[str]:
+        """One promotion for the whole round: import what is worth it, one collect and freeze."""
+        self.round = []
+        self.parses_judged = self.preloader.parses
+        promoted = self.preloader.promote_verified()
+        self.clock.ended(now)
+        return promoted
 
 
 def _probe_body(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> Callable[[], int]:
