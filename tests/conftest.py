@@ -35,7 +35,15 @@ os.environ.update(_BASE_ENV)
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from zygote_harness import AIRFLOW, SOCKET_DIRS, ParseDriver, ZygoteProcess, make_airflow_env, socket_endpoint  # noqa: E402
+from zygote_harness import (  # noqa: E402
+    AIRFLOW,
+    SOCKET_DIRS,
+    ParseDriver,
+    ZygoteProcess,
+    make_airflow_env,
+    module_zygote,
+    socket_endpoint,
+)
 
 
 def _migrate(db: Path) -> None:
@@ -115,13 +123,7 @@ def zygote_factory(tmp_path: Path) -> Iterator[Any]:
 def zygote(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZygoteProcess]:
     """A running zygote sharing this process's config, shared by a module's tests (start-up costs
     seconds); tests that stop it or need other settings start their own with ``zygote_factory``."""
-    env = os.environ.copy()
-    env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
-    process = ZygoteProcess.start(env, tmp_path_factory.mktemp("zygote") / "zygote.log")
-    try:
-        yield process
-    finally:
-        process.stop()
+    yield from module_zygote(tmp_path_factory)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -271,3 +271,14 @@ def make_airflow_env(tmp_path: Path, migrated_db: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+def module_zygote(tmp_path_factory: Any) -> Iterator[ZygoteProcess]:
+    """The body of a module-scoped ``zygote`` fixture: one zygote with this process's config."""
+    env = os.environ.copy()
+    env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
+    process = ZygoteProcess.start(env, tmp_path_factory.mktemp("zygote") / "zygote.log")
+    try:
+        yield process
+    finally:
+        process.stop()

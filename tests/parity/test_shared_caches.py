@@ -13,7 +13,6 @@ the warm-up DAG file itself in the user's folder.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 from dagfiles import write
-from zygote_harness import ParseDriver, ZygoteProcess, serialized, socket_endpoint
+from zygote_harness import ParseDriver, ZygoteProcess, module_zygote, serialized
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -107,14 +106,9 @@ def _clear_plugin_caches(plugins_manager: Any) -> None:
 
 @pytest.fixture(scope="module")
 def zygote(plugins_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZygoteProcess]:
-    """This module's own zygote (the shared fixture's name, so ``connection`` uses it)."""
-    env = os.environ.copy()
-    env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
-    process = ZygoteProcess.start(env, tmp_path_factory.mktemp("zygote") / "zygote.log")
-    try:
-        yield process
-    finally:
-        process.stop()
+    """This module's own zygote, started after its plugins folder exists (the shared fixture's
+    name, so ``connection`` uses it)."""
+    yield from module_zygote(tmp_path_factory)
 
 
 def _lines(log_text: str) -> list[dict[str, Any]]:
