@@ -86,8 +86,11 @@ def ours(zygote: ZygoteProcess) -> dict[str, dict[str, Any]]:
 
 
 def settled(zygote: ZygoteProcess) -> dict[str, dict[str, Any]] | None:
-    records = ours(zygote)
-    return records if records and not {r["state"] for r in records.values()} & UNSETTLED else None
+    """Nothing left to probe and no round under way (a verified module is judged at its round's end)."""
+    status = zygote.status()
+    records = {name: record for name, record in status["preload"].items() if name.startswith("zt_pr_")}
+    unsettled = {r["state"] for r in records.values()} & UNSETTLED or status["forker"]["promoting"]
+    return records if records and not unsettled else None
 
 
 def test_one_pass_settles_in_few_rounds_and_a_restart_starts_warm(

@@ -93,8 +93,18 @@ def test_every_shape_of_import_error_reads_as_in_stock(
         assert "loader.exec_module(new_module)" in stock_text, f"{shape}: not the whole traceback: {stock_text}"
         if ours.result.import_errors != stock.result.import_errors:
             differing[shape] = (stock_text, ours.result.import_errors)
-        assert _lines(ours.log_text) == _lines(stock.log_text), shape
+        ours_lines, stock_lines = _lines(ours.log_text), _lines(stock.log_text)
+        assert ours_lines == stock_lines, (shape, _first_difference(ours_lines, stock_lines))
     assert not differing, differing
+
+
+def _first_difference(ours: list[dict[str, Any]], stock: list[dict[str, Any]]) -> str:
+    """The first differing log line of each side, whole (pytest truncates the comparison)."""
+    for index, (mine, theirs) in enumerate(zip(ours, stock, strict=False)):
+        if mine != theirs:
+            keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+            return f"line {index}, keys {keys}:\nzygote: {json.dumps(mine)}\nstock:  {json.dumps(theirs)}"
+    return f"{len(ours)} lines against stock's {len(stock)}"
 
 
 def _lines(log_text: str) -> list[dict[str, Any]]:

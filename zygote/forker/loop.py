@@ -445,6 +445,7 @@ class Forker:
                 "pool": self.pool.status(),
                 "thp_mode": self.thp_mode,
                 "thp_disabled": linux.transparent_huge_pages_disabled(),
+                "promoting": self.probes.promoting,
             },
             "preload": self.preloader.status(),
             "import_costs": dict(top_costs),

@@ -72,6 +72,11 @@ class ProbeRunner:
     def pid(self) -> int | None:
         return self.probe.pid if self.probe else None
 
+    @property
+    def promoting(self) -> bool:
+        """A round is under way: verdicts may be in, but what is worth holding is not decided yet."""
+        return self.probe is not None or bool(self.round)
+
     def deadline(self) -> float | None:
         if self.probe is not None:
             return self.probe.deadline_at
