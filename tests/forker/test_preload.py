@@ -131,7 +131,7 @@ def _probed(preloader: Preloader, batch: list[str]) -> None:
         preloader.on_probe_report(_report(name, ok=True))
 
 
-def test_a_module_whose_hook_a_test_fork_convicts_is_rejected_and_remembered_its_round_verified(
+def test_a_module_whose_hook_a_test_fork_convicts_is_rejected_and_remembered_its_round_probed_again(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state.json"
@@ -147,6 +147,10 @@ def test_a_module_whose_hook_a_test_fork_convicts_is_rejected_and_remembered_its
     assert preloader.on_probe_end(["zt_hook", "zt_fine"], "", CLEAN_FORK) == []
     hook = preloader.status()["zt_hook"]
     assert (hook["state"], hook["kind"], hook["reason"]) == ("rejected", "thread_after_fork", convicted)
+    # It could import the convicted module (whose hook then counted for the other): a fresh child decides.
+    assert preloader.pending() == ["zt_fine"]
+    _probed(preloader, ["zt_fine"])
+    assert preloader.on_probe_end(["zt_fine"], "", CLEAN_FORK) == []
     assert preloader.records["zt_fine"].state is ModuleState.VERIFIED
     preloader.promote([])
     assert json.loads(state.read_text())["rejected"] == {"zt_hook": {"kind": "thread_after_fork", "reason": convicted}}
@@ -221,6 +225,37 @@ def test_the_probe_body_blames_a_python_hook_and_leaves_a_c_hook_to_probing_apar
     # The C handler is seen only as a thread no hook explains: the other two are probed apart.
     assert preloader.on_probe_end(modules, "", forked) == [["zt_c_thread_after_fork"], ["zt_fine_u"]]
     assert preloader.records["zt_thread_after_fork"].fault is Fault.THREAD_AFTER_FORK
+
+
+def test_probe_children_find_every_module_that_brings_a_thread_at_fork_and_keep_the_innocent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real probe bodies, rounds driven as the runner does: a module importing a culprit is one too."""
+    monkeypatch.syspath_prepend(str(LIBS))
+    (tmp_path / "zt_imports_hook.py").write_text("import zt_thread_after_fork\n")
+    (tmp_path / "zt_fine_u.py").write_text("VALUE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    modules = ["zt_imports_hook", "zt_thread_after_fork", "zt_c_thread_after_fork", "zt_fine_u"]
+    preloader = Preloader(ApprovedPatterns(["zt_*"]), [], "")
+    preloader.observe_parse(dict.fromkeys(modules, 0.1))
+    apart: list[list[str]] = []
+    probes = 0
+    while batch := preloader.take_batch(apart.pop(0) if apart else None):
+        probes += 1
+        *reports, forked = _run_probe_body(batch)
+        for report in reports:
+            assert isinstance(report, ProbeReport)
+            preloader.on_probe_report(report)
+        assert isinstance(forked, ProbeReport)
+        apart += preloader.on_probe_end(batch, "", forked)
+    status = preloader.status()
+    assert {name: (status[name]["state"], status[name]["kind"]) for name in modules} == {
+        "zt_imports_hook": ("rejected", "thread_after_fork"),
+        "zt_thread_after_fork": ("rejected", "thread_after_fork"),
+        "zt_c_thread_after_fork": ("rejected", "thread_after_fork"),
+        "zt_fine_u": ("verified", ""),
+    }
+    assert probes <= 5
 
 
 def _run_probe_body(modules: list[str]) -> list[Message]:

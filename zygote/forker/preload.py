@@ -129,6 +129,8 @@ class Preloader:
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
         self.parses = 0
         self.tainted = False
+        self.convicted_at_fork: set[str] = set()
+        """Modules the running probe's test fork convicted (its verdicts come before its end)."""
         self._reject_remembered()
 
     def observe(self, modules: Iterable[str]) -> None:
@@ -186,6 +188,8 @@ class Preloader:
         convicted = record is not None and record.state is ModuleState.VERIFIED and not report.ok
         if record is None or not (record.state is ModuleState.PROBING or convicted):
             return
+        if convicted:
+            self.convicted_at_fork.add(report.module)
         record.state = ModuleState.VERIFIED if report.ok else ModuleState.REJECTED
         record.reason = report.reason
         record.fault = None if report.ok else fault_of(report.kind) or Fault.CRASHED
@@ -196,23 +200,23 @@ class Preloader:
         """The probe ended: blame who it died on, and judge what it verified by its test fork.
 
         The first unreported module is the culprit if the probe died early; the rest go back to
-        PENDING. The modules it verified stay VERIFIED only if its test fork was clean; else
-        they go back to PENDING, in groups (returned) to probe apart: a probe of one module
-        convicts it. Modules verified before a death at import were never test-forked: they go
-        back ungrouped, with the rest of the round.
+        PENDING. The modules it verified stay VERIFIED only if its test fork left nothing at all.
+        They go back to PENDING, with the rest of the round, when the probe died importing (it
+        never forked) or when the fork convicted a module (one of them may import it: a fresh
+        child, without it, blames that one's import). When the fork left something no hook
+        explains, they go back in groups (returned) to probe apart: a probe of one convicts it.
         """
+        convicted, self.convicted_at_fork = self.convicted_at_fork & set(batch), set()
         unreported = [name for name in batch if self._state(name) is ModuleState.PROBING]
-        if why and unreported:
+        died_importing = bool(why and unreported)
+        if died_importing:
             self._reject(unreported.pop(0), Fault.CRASHED, why)
-            died_importing = True
-        else:
-            died_importing = False
+        verified = [name for name in batch if self._state(name) is ModuleState.VERIFIED]
         for name in unreported:
             self.records[name].state = ModuleState.PENDING
-        verified = [name for name in batch if self._state(name) is ModuleState.VERIFIED]
-        if not verified or (forked is not None and forked.ok):
+        if not verified or (forked is not None and forked.ok and not convicted):
             return []
-        if forked is None and died_importing:
+        if died_importing or (forked is not None and forked.ok):
             for name in verified:
                 self.records[name].state = ModuleState.PENDING
             return []

@@ -16,6 +16,9 @@ deadline among the loop's timers.
 The child imports the batch in order and, after each module, checks that it still has one thread,
 no new fd, no child process, the same GC settings, and that the import stayed within time and
 memory bounds; it stops at the first safety violation (the process is tainted from there on).
+Then it forks once and checks the same again (``at_fork.py``): a module whose at-fork hook left
+something is convicted, and what no hook explains sends the verified modules back to be probed
+apart (:attr:`ProbeRunner.apart`), so the innocent ones of the round are still promoted.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Probe:
     reader: ChildReader
     batch: list[str]
     deadline_at: float
+    forked: ProbeReport | None = None
+    """The test fork's verdict, once the child sent it."""
 
 
 class ProbeRunner:
@@ -99,7 +104,7 @@ class ProbeRunner:
             linux.kill_quietly(probe.pid)
             exit_code = reap_blocking(probe.pid)
             probe.reader.close()
-            self._merge(probe.batch, messages, exit_code)
+            self._merge(probe, messages, exit_code)
         return self._end_round(time.monotonic())
 
     def maybe_start(self, now: float) -> list[str]:
@@ -148,7 +153,7 @@ class ProbeRunner:
 
     def on_readable(self) -> None:
         if self.probe is not None:
-            self._take(self.probe.reader.read())
+            self._take(self.probe, self.probe.reader.read())
 
     def on_timer(self, now: float) -> None:
         if self.probe is not None and now >= self.probe.deadline_at:
@@ -165,7 +170,7 @@ class ProbeRunner:
         messages = probe.reader.read()
         self.selector.unregister(probe.reader.sock)
         probe.reader.close()
-        self._merge(probe.batch, messages, exit_code)
+        self._merge(probe, messages, exit_code)
         return [] if self.round else self._end_round(time.monotonic())
 
     def _fork(self, batch: list[str]) -> Probe | None:
@@ -183,29 +188,33 @@ class ProbeRunner:
         deadline = time.monotonic() + self.bounds.timeout_s * len(batch) + 5
         return Probe(pid, ChildReader(report_r), batch, deadline)
 
-    def _take(self, messages: list[Message]) -> ProbeReport | None:
-        """Verdicts to the preloader; returns the test fork's verdict if the child got that far."""
-        forked = None
+    def _take(self, probe: Probe, messages: list[Message]) -> None:
+        """Verdicts to the preloader; the test fork's verdict kept for the probe's end."""
         for message in messages:
             if isinstance(message, ProbeReport) and message.module == TEST_FORK:
-                forked = message
+                probe.forked = message
             elif isinstance(message, ProbeReport):
                 self.preloader.on_probe_report(message)
-        return forked
 
-    def _merge(self, batch: list[str], messages: list[Message], exit_code: int) -> None:
+    def _merge(self, probe: Probe, messages: list[Message], exit_code: int) -> None:
         """Verdicts in; the culprit of an early death rejected; the rest of the round kept for the next child.
 
         A test fork that left something no module's hook explains (or that never finished) sends
         the modules this child verified back to be probed apart, halves at a time, until a child
         that imported only one of them convicts it.
         """
-        forked = self._take(messages)
+        self._take(probe, messages)
+        batch, forked = probe.batch, probe.forked
         why = "" if exit_code == 0 else f"probe ended with {exit_code} (import crashed or timed out)"
         records = self.preloader.records
         if not why and all(records[name].state is ModuleState.PROBING for name in batch):
             why = "probe ended without a verdict"  # no progress: blame the first, or the round never ends
-        self.apart += self.preloader.on_probe_end(batch, why, forked)
+        apart = self.preloader.on_probe_end(batch, why, forked)
+        if apart:
+            log.info(
+                "preload.probing_apart", groups=[len(group) for group in apart], reason=forked.reason if forked else why
+            )
+        self.apart += apart
         self.round = [name for name in self.round if self.preloader.records[name].state is ModuleState.PENDING]
 
     def _end_round(self, now: float, chosen: list[str] | None = None) -> list[str]:
