@@ -221,7 +221,13 @@ class WorkerReport(Message):
 
 @dataclass(frozen=True)
 class ProbeReport(Message):
-    """Probe child -> forker: the verdict on one preload candidate."""
+    """Probe child -> forker: the verdict on one preload candidate, or (``module`` "") on its test fork.
+
+    After its import verdicts the probe forks once. A module whose at-fork hook left something in
+    the probe is reported again, rejected; then one report with an empty ``module`` says whether
+    the fork left anything those reports do not explain (``ok`` false: ``kind`` and ``reason``
+    say what).
+    """
 
     TYPE: ClassVar[str] = "probe_report"
     module: str
@@ -229,6 +235,8 @@ class ProbeReport(Message):
     reason: str
     import_s: float
     memory_delta: int
+    kind: str = ""
+    """Why it was rejected, as a kind (``zygote.forker.verdicts.Fault``); "" when ``ok``."""
 
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (

@@ -134,10 +134,10 @@ def test_a_hanging_warmup_is_killed_after_its_bound(zygote_factory: Any, tmp_pat
 
 def test_a_thread_that_appears_later_retires_the_generation(zygote_factory: Any, dags: Path) -> None:
     # No warm pool: the first fork is then a request's (with a pool, a refill meets the thread first)
-    options = {"approved_modules": "zt_thread_after_fork", "preload_modules": "zt_thread_after_fork"}
+    options = {"approved_modules": "zt_forker_thread_after_fork", "preload_modules": "zt_forker_thread_after_fork"}
     zygote = zygote_factory(zygote_env(warm_workers="0", **options))
     first = zygote.status()["forker"]
-    assert zygote.status()["preload"]["zt_thread_after_fork"]["state"] == "loaded"
+    assert zygote.status()["preload"]["zt_forker_thread_after_fork"]["state"] == "loaded"
     path = write(dags, "thread_later.py", simple_dag("thread_later"))
     with _raw(zygote) as client:
         assert _started_then_killed(client, "forks-and-leaves-a-thread", path).outcome == "killed"

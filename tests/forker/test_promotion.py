@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import selectors
 import sys
 from pathlib import Path
 
@@ -11,10 +12,13 @@ import pytest
 
 from protocol import ProbeReport
 from zygote import linux
-from zygote.forker.preload import ApprovedPatterns, ModuleState, Preloader
+from zygote.forker.preload import ApprovedPatterns, ModuleState, Preloader, ProbeBounds
+from zygote.forker.probe import ProbeRunner
 from zygote.forker.promotion import MIN_PARSES, RoundClock, Usage, judge
+from zygote.forker.verdicts import TEST_FORK
 
 MIB = 2**20
+CLEAN_FORK = ProbeReport(module=TEST_FORK, ok=True, reason="", import_s=0.0, memory_delta=0)
 
 
 def _verified(preloader: Preloader, name: str, memory_delta: int) -> None:
@@ -91,11 +95,11 @@ def test_worthy_modules_are_promoted_and_bring_their_submodules_the_rest_wait_wi
     _verified(preloader, "zt_pv_big.inner", 40 * MIB)  # measured after its parent: misleading alone
     _verified(preloader, "zt_pv_rare", 60 * MIB)
     _verified(preloader, "zt_pv_rare.inner", 0)
-    preloader.on_probe_end(batch, "")
+    assert preloader.on_probe_end(batch, "", CLEAN_FORK) == []
 
     # zt_pv_rare: 1/21 of the parses x 50 ms = 2.4 ms against 59 MiB x 0.05 = 2.95 ms; its submodule
     # alone would cost nothing but would import the package: it waits with it.
-    assert preloader.promote_verified() == ["zt_pv_big", "zt_pv_big.inner"]
+    assert preloader.promote(preloader.worth_promoting()) == ["zt_pv_big", "zt_pv_big.inner"]
     status = preloader.status()
     assert status["zt_pv_big"]["state"] == "loaded" and status["zt_pv_big"]["parses"] == 20
     assert status["zt_pv_big"]["saves_ms"] == pytest.approx(20 / 21 * 800, abs=0.001)
@@ -124,7 +128,7 @@ def test_a_module_not_worth_it_stays_verified_until_parses_make_it_worth_it(
     preloader.on_probe_report(
         ProbeReport(module="zt_pv_grows", ok=True, reason="", import_s=0.01, memory_delta=81 * MIB)
     )
-    assert preloader.promote_verified() == []
+    assert preloader.promote(preloader.worth_promoting()) == []
     record = preloader.records["zt_pv_grows"]
     assert record.state is ModuleState.VERIFIED
     assert record.reason == "not worth holding yet: would save 0.10 ms a parse, costs 4.00 ms"
@@ -133,7 +137,7 @@ def test_a_module_not_worth_it_stays_verified_until_parses_make_it_worth_it(
     for _ in range(100):  # now every parse imports it
         preloader.observe_parse({"zt_pv_grows": 0.01})
     assert preloader.worth_promoting() == ["zt_pv_grows"]
-    assert preloader.promote_verified() == ["zt_pv_grows"]
+    assert preloader.promote(preloader.worth_promoting()) == ["zt_pv_grows"]
 
 
 def test_chosen_modules_are_promoted_whatever_their_worth(tmp_path: Path) -> None:
@@ -151,10 +155,15 @@ def test_a_round_retries_the_rest_of_a_batch_after_a_culprit(tmp_path: Path) -> 
     preloader.on_probe_report(ProbeReport(module="zt_a", ok=True, reason="", import_s=0.1, memory_delta=0))
     preloader.on_probe_report(
         ProbeReport(
-            module="zt_b", ok=False, reason="left 1 thread(s) running after import", import_s=0.1, memory_delta=0
+            module="zt_b",
+            ok=False,
+            reason="left 1 thread(s) running after import",
+            import_s=0.1,
+            memory_delta=0,
+            kind="thread",
         )
     )
-    preloader.on_probe_end(round_, "")
+    preloader.on_probe_end(round_, "", CLEAN_FORK)
     preloader.observe_parse({"zt_late": 0.1})  # reported meanwhile: waits for the next round
     assert preloader.take_batch(round_) == ["zt_c"]
     assert preloader.records["zt_a"].state is ModuleState.VERIFIED
@@ -166,16 +175,44 @@ def test_library_faults_found_by_a_probe_are_remembered_host_limits_are_not(tmp_
     preloader = Preloader(ApprovedPatterns(["zt_*"]), [], str(state))
     preloader.observe_parse({"zt_thread": 0.1, "zt_huge": 0.1})
     batch = preloader.take_batch()
-    for name, reason in (
-        ("zt_thread", "left 1 thread(s) running after import"),
-        ("zt_huge", "import added 2000 MiB, over 1024 MiB"),
+    for name, reason, kind in (
+        ("zt_thread", "left 1 thread(s) running after import", "thread"),
+        ("zt_huge", "import added 2000 MiB, over 1024 MiB", "memory"),
     ):
-        preloader.on_probe_report(ProbeReport(module=name, ok=False, reason=reason, import_s=0.1, memory_delta=0))
+        report = ProbeReport(module=name, ok=False, reason=reason, import_s=0.1, memory_delta=0, kind=kind)
+        preloader.on_probe_report(report)
     preloader.on_probe_end(batch, "")
-    assert preloader.promote_verified() == []
-    assert json.loads(state.read_text())["rejected_in_probe"] == {"zt_thread": "left 1 thread(s) running after import"}
+    assert preloader.promote(preloader.worth_promoting()) == []
+    assert json.loads(state.read_text())["rejected"] == {
+        "zt_thread": {"kind": "thread", "reason": "left 1 thread(s) running after import"}
+    }
 
     restarted = Preloader(ApprovedPatterns(["zt_*"]), [], str(state))
     restarted.observe_parse({"zt_thread": 0.1, "zt_huge": 0.1})
     assert restarted.take_batch() == ["zt_huge"]  # the thread starter is not probed again
     assert restarted.records["zt_thread"].reason == "left 1 thread(s) running after import (remembered)"
+
+
+@pytest.mark.usefixtures("frozen_nothing")
+def test_a_round_with_nothing_to_probe_judges_worth_once_and_promotes_what_grew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "zt_pv_later.py").write_text("VALUE = 1\n")
+    monkeypatch.delitem(sys.modules, "zt_pv_later", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preloader = Preloader(ApprovedPatterns(["zt_pv_*"]), [], "", cost_per_mib_ms=0.05)
+    preloader.observe_parse({"zt_pv_later": 0.01})
+    preloader.take_batch()
+    _verified(preloader, "zt_pv_later", 81 * MIB)
+    preloader.on_probe_end(["zt_pv_later"], "", CLEAN_FORK)
+    runner = ProbeRunner(preloader, ProbeBounds(1.0, 0), selectors.DefaultSelector(), interval_s=5.0)
+    judged = []
+    worth_promoting = preloader.worth_promoting
+    monkeypatch.setattr(preloader, "worth_promoting", lambda: judged.append(1) or worth_promoting())
+    assert runner.maybe_start(0.0) == []  # not worth it yet (costs 4 ms, saves 0.1 ms)
+    assert len(judged) == 1
+    for _ in range(100):
+        preloader.observe_parse({"zt_pv_later": 0.01})
+    assert runner.maybe_start(1.0) == ["zt_pv_later"]
+    assert len(judged) == 2  # once for the round that promoted it, not again inside the promotion
+    assert runner.clock.rounds == 1

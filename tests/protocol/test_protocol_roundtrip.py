@@ -194,6 +194,7 @@ def test_optional_fields_per_spec() -> None:
         ("exited", "stats"),
         ("exited", "note"),
         ("ready", "config"),
+        ("probe_report", "kind"),
     }
 
 

@@ -11,9 +11,13 @@ module only. What a rejected import started dies with the probe. Modules that pa
 imported in the forker itself if they are worth holding (``promotion.py``: value against cost),
 followed by one ``gc.collect()`` and ``gc.freeze()`` for them all; a verified module not worth it
 yet stays VERIFIED, with the figures as its reason, and is judged again at every round. What a
-promotion imported along with it is LOADED too. Rejections are final for this generation and kept
-with their reason for ``status``; those that are a property of the library (a thread, fd, child
-or GC change at import) are remembered in the state file and not probed again by later ones.
+promotion imported along with it is LOADED too. After its imports the probe forks once and checks the same again
+(``at_fork.py``): a module whose at-fork hook leaves a thread (or fd, child, GC change) in the
+parent is rejected with its own kind, and when no hook explains what the fork left, the modules
+the probe verified are probed apart until a child that imported one alone convicts it.
+Rejections are final for this generation and kept with their reason and kind (``verdicts.py``)
+for ``status``; those whose kind is a property of the library are remembered in the state file
+(``preload_state.py``) and not probed again by later generations.
 """
 
 from __future__ import annotations
@@ -23,23 +27,21 @@ import fnmatch
 import gc
 import importlib
 import inspect
-import json
 import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any
 
 from protocol import ProbeReport
 from zygote import linux
+from zygote.forker.preload_state import Remembered, StateFile
 from zygote.forker.promotion import Usage, Worth, judge
+from zygote.forker.verdicts import LIBRARY_FAULTS, Fault, fault_of
 
 NOT_APPROVED = "listed in preload_modules but not approved: add it to [zygote] approved_modules"
 REMEMBERED = " (remembered)"
-LIBRARY_FAULTS = ("thread(s) running", "file descriptor(s) open", "child process(es)", "garbage collector")
-"""Probe verdicts that describe the library itself, not this host's limits: kept across generations."""
 
 
 class ModuleState(enum.Enum):
@@ -55,6 +57,8 @@ class ModuleState(enum.Enum):
 class ModuleRecord:
     state: ModuleState
     reason: str = ""
+    fault: Fault | None = None
+    """Why it was rejected, as a kind (None unless REJECTED)."""
     import_s: float = 0.0
     memory_delta: int = 0
     forced: bool = False
@@ -68,6 +72,7 @@ class ModuleRecord:
         return {
             "state": self.state.value,
             "reason": self.reason,
+            "kind": self.fault.value if self.fault else "",
             "import_s": round(self.import_s, 6),
             "memory_delta": self.memory_delta,
             "parses": self.usage.parses,
@@ -119,11 +124,13 @@ class Preloader:
         self, approved: ApprovedPatterns, configured: Iterable[str], state_file: str, cost_per_mib_ms: float = 0.05
     ) -> None:
         self.approved = approved
-        self.state_file = state_file
+        self.state_file = StateFile(state_file)
         self.cost_per_mib_ms = cost_per_mib_ms
         self.records: dict[str, ModuleRecord] = {name: ModuleRecord(ModuleState.NOT_SEEN) for name in configured}
         self.parses = 0
         self.tainted = False
+        self.convicted_at_fork: set[str] = set()
+        """Modules the running probe's test fork convicted (its verdicts come before its end)."""
         self._reject_remembered()
 
     def observe(self, modules: Iterable[str]) -> None:
@@ -161,7 +168,7 @@ class Preloader:
             if self.approved.matches(name):
                 self.observe([name])
             else:
-                self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=NOT_APPROVED)
+                self.records[name] = ModuleRecord(ModuleState.REJECTED, NOT_APPROVED, Fault.NOT_APPROVED)
 
     def take_batch(self, names: Iterable[str] | None = None) -> list[str]:
         """``names`` (default: every PENDING module) that are still PENDING, now PROBING, in order."""
@@ -176,25 +183,63 @@ class Preloader:
         return record.state if record else None
 
     def on_probe_report(self, report: ProbeReport) -> None:
+        """A verdict on a PROBING module, or a verified one convicted by its probe's test fork."""
         record = self.records.get(report.module)
-        if record is None or record.state is not ModuleState.PROBING:
+        convicted = record is not None and record.state is ModuleState.VERIFIED and not report.ok
+        if record is None or not (record.state is ModuleState.PROBING or convicted):
             return
+        if convicted:
+            self.convicted_at_fork.add(report.module)
         record.state = ModuleState.VERIFIED if report.ok else ModuleState.REJECTED
         record.reason = report.reason
+        record.fault = None if report.ok else fault_of(report.kind) or Fault.CRASHED
         record.import_s = report.import_s
         record.memory_delta = report.memory_delta
 
-    def on_probe_end(self, batch: list[str], why: str) -> None:
-        """The probe ended: the first unreported module is the culprit if it died early."""
-        unreported = [name for name in batch if self.records[name].state is ModuleState.PROBING]
-        if not unreported:
-            return
-        if why:
-            culprit = self.records[unreported[0]]
-            culprit.state, culprit.reason = ModuleState.REJECTED, why
-            unreported = unreported[1:]
+    def on_probe_end(self, batch: list[str], why: str, forked: ProbeReport | None = None) -> list[list[str]]:
+        """The probe ended: blame who it died on, and judge what it verified by its test fork.
+
+        The first unreported module is the culprit if the probe died early; the rest go back to
+        PENDING. The modules it verified stay VERIFIED only if its test fork left nothing at all.
+        They go back to PENDING, with the rest of the round, when the probe died importing (it
+        never forked) or when the fork convicted a module (one of them may import it: a fresh
+        child, without it, blames that one's import). When the fork left something no hook
+        explains, they go back in groups (returned) to probe apart: a probe of one convicts it.
+        """
+        convicted, self.convicted_at_fork = self.convicted_at_fork & set(batch), set()
+        unreported = [name for name in batch if self._state(name) is ModuleState.PROBING]
+        died_importing = bool(why and unreported)
+        if died_importing:
+            self._reject(unreported.pop(0), Fault.CRASHED, why)
+        verified = [name for name in batch if self._state(name) is ModuleState.VERIFIED]
         for name in unreported:
             self.records[name].state = ModuleState.PENDING
+        if not verified or (forked is not None and forked.ok and not convicted):
+            return []
+        if died_importing or (forked is not None and forked.ok):
+            for name in verified:
+                self.records[name].state = ModuleState.PENDING
+            return []
+        return self._probe_apart(batch, verified, forked, why)
+
+    def _probe_apart(
+        self, batch: list[str], verified: list[str], forked: ProbeReport | None, why: str
+    ) -> list[list[str]]:
+        """What a test fork left is not explained: convict a module probed alone, else split in halves."""
+        if batch == verified and len(verified) == 1:
+            if forked is None:
+                self._reject(verified[0], Fault.CRASHED, f"{why or 'probe ended'} during its test fork")
+            else:
+                self._reject(verified[0], fault_of(forked.kind) or Fault.CRASHED, forked.reason)
+            return []
+        for name in verified:
+            self.records[name].state = ModuleState.PENDING
+        half = (len(verified) + 1) // 2
+        return [group for group in (verified[:half], verified[half:]) if group]
+
+    def _reject(self, name: str, fault: Fault, reason: str) -> None:
+        record = self.records[name]
+        record.state, record.fault, record.reason = ModuleState.REJECTED, fault, reason
 
     def pending(self) -> list[str]:
         return [name for name, rec in self.records.items() if rec.state is ModuleState.PENDING]
@@ -220,14 +265,13 @@ class Preloader:
             declined.add(name)
         return chosen
 
-    def promote_verified(self) -> list[str]:
-        """Import the verified modules worth it here, then collect and freeze once. Returns those loaded.
+    def promote(self, chosen: list[str]) -> list[str]:
+        """Import ``chosen`` (from :meth:`worth_promoting`) here, then collect and freeze once. Returns those loaded.
 
         A module that passed its probe may still start a thread here (it can tell the processes
         apart): then it is rejected, remembered in the state file, and :attr:`tainted` is set,
         because this process is no longer safe to fork from.
         """
-        chosen = self.worth_promoting()
         for name in chosen:
             self._import_here(name)
             if self.tainted:
@@ -255,13 +299,12 @@ class Preloader:
         try:
             importlib.import_module(name)
         except BaseException as exc:
-            record.state = ModuleState.REJECTED
-            record.reason = "import failed in the forker: " + summary(exc)
+            self._reject(name, Fault.IMPORT_FAILED, "import failed in the forker: " + summary(exc))
             return
         threads = linux.native_thread_count()
         if threads != 1:
-            record.state = ModuleState.REJECTED
-            record.reason = f"left {threads - 1} thread(s) running when imported in the forker (not in its probe)"
+            reason = f"left {threads - 1} thread(s) running when imported in the forker (not in its probe)"
+            self._reject(name, Fault.FORKER_THREAD, reason)
             self.tainted = True
             return
         record.state = ModuleState.LOADED
@@ -269,47 +312,23 @@ class Preloader:
 
     def loaded_from_state_file(self) -> list[str]:
         """Modules a previous zygote learned (approved ones only)."""
-        names = self._read_state().get("loaded", [])
-        if not isinstance(names, list):
-            return []
-        return [name for name in names if isinstance(name, str) and self.approved.matches(name)]
-
-    def _read_state(self) -> dict[str, Any]:
-        if not self.state_file:
-            return {}
-        try:
-            state = json.loads(Path(self.state_file).read_text())
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
+        return [name for name in self.state_file.loaded() if self.approved.matches(name)]
 
     def _reject_remembered(self) -> None:
         """Modules found unsafe by an earlier generation (probe or forker) stay rejected, with their reason."""
-        state = self._read_state()
-        for key in ("rejected_in_forker", "rejected_in_probe"):
-            rejected = state.get(key, {})
-            for name, reason in rejected.items() if isinstance(rejected, dict) else []:
-                self.records[name] = ModuleRecord(ModuleState.REJECTED, reason=f"{reason}{REMEMBERED}")
+        for name, remembered in self.state_file.rejected().items():
+            self.records[name] = ModuleRecord(
+                ModuleState.REJECTED, f"{remembered.reason}{REMEMBERED}", remembered.fault
+            )
 
     def _save_state(self) -> None:
-        if not self.state_file:
-            return
         loaded = [name for name, rec in self.records.items() if rec.state is ModuleState.LOADED]
-        in_forker = "imported in the forker (not in its probe)"
-        rejected = {n: r.reason.removesuffix(REMEMBERED) for n, r in self.records.items() if _library_fault(r)}
-        state = {
-            "loaded": loaded,
-            "rejected_in_forker": {name: reason for name, reason in rejected.items() if in_forker in reason},
-            "rejected_in_probe": {name: reason for name, reason in rejected.items() if in_forker not in reason},
+        rejected = {
+            name: Remembered(rec.fault, rec.reason.removesuffix(REMEMBERED))
+            for name, rec in self.records.items()
+            if rec.state is ModuleState.REJECTED and rec.fault in LIBRARY_FAULTS
         }
-        path = Path(self.state_file)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(path)
-        except OSError:
-            return
+        self.state_file.save(loaded, rejected)
 
     def status(self) -> dict[str, Any]:
         return {name: rec.as_dict() for name, rec in self.records.items()}
@@ -319,10 +338,6 @@ def _packages_of(name: str) -> list[str]:
     """``a.b.c`` -> ``a``, ``a.b``: what importing it imports first."""
     parts = name.split(".")
     return [".".join(parts[:i]) for i in range(1, len(parts))]
-
-
-def _library_fault(record: ModuleRecord) -> bool:
-    return record.state is ModuleState.REJECTED and any(fault in record.reason for fault in LIBRARY_FAULTS)
 
 
 MODULE_MAP_MISS = "<airflow-zygote: fill inspect's module map>"

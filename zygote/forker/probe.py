@@ -16,6 +16,9 @@ deadline among the loop's timers.
 The child imports the batch in order and, after each module, checks that it still has one thread,
 no new fd, no child process, the same GC settings, and that the import stayed within time and
 memory bounds; it stops at the first safety violation (the process is tainted from there on).
+Then it forks once and checks the same again (``at_fork.py``): a module whose at-fork hook left
+something is convicted, and what no hook explains sends the verified modules back to be probed
+apart (:attr:`ProbeRunner.apart`), so the innocent ones of the round are still promoted.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from protocol import Message, ProbeReport, frame
 from zygote import linux
+from zygote.forker.at_fork import AtForkHooks, Finding, fork_once
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import ChildReader, reap_blocking
 from zygote.forker.preload import ModuleState, Preloader, ProbeBounds, summary
 from zygote.forker.promotion import RoundClock
+from zygote.forker.verdicts import TEST_FORK, Fault
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -49,6 +54,8 @@ class Probe:
     reader: ChildReader
     batch: list[str]
     deadline_at: float
+    forked: ProbeReport | None = None
+    """The test fork's verdict, once the child sent it."""
 
 
 class ProbeRunner:
@@ -64,6 +71,8 @@ class ProbeRunner:
         self.probe: Probe | None = None
         self.round: list[str] = []
         """Modules of the running round still waiting for a verdict (the next child takes them)."""
+        self.apart: list[list[str]] = []
+        """Groups of the round to probe each in a child of its own (a test fork they failed together)."""
         self.not_before = 0.0
         self.parses_judged = 0
         """Parses the preloader had counted when the last round ended: worth changes only with more."""
@@ -87,7 +96,7 @@ class ProbeRunner:
     def run_blocking(self) -> list[str]:
         """One round, synchronously (start-up only). Returns the promoted."""
         self.round = self.preloader.pending()
-        while batch := self.preloader.take_batch(self.round):
+        while batch := self._next_batch():
             probe = self._fork(batch)
             if probe is None:
                 break
@@ -95,7 +104,7 @@ class ProbeRunner:
             linux.kill_quietly(probe.pid)
             exit_code = reap_blocking(probe.pid)
             probe.reader.close()
-            self._merge(probe.batch, messages, exit_code)
+            self._merge(probe, messages, exit_code)
         return self._end_round(time.monotonic())
 
     def maybe_start(self, now: float) -> list[str]:
@@ -111,7 +120,7 @@ class ProbeRunner:
             self.round = self.preloader.pending()
             if not self.round:
                 return self._promote_grown(now)
-        batch = self.preloader.take_batch(self.round)
+        batch = self._next_batch()
         if not batch:  # the rest of the round came in with a promotion meanwhile
             return self._end_round(now)
         self._start(batch)
@@ -122,7 +131,16 @@ class ProbeRunner:
         if self.preloader.parses == self.parses_judged:
             return []
         self.parses_judged = self.preloader.parses
-        return self._end_round(now) if self.preloader.worth_promoting() else []
+        chosen = self.preloader.worth_promoting()
+        return self._end_round(now, chosen) if chosen else []
+
+    def _next_batch(self) -> list[str]:
+        """The next group to probe apart, else everything of the round still pending; now PROBING."""
+        while self.apart:
+            batch = self.preloader.take_batch(self.apart.pop(0))
+            if batch:
+                return batch
+        return self.preloader.take_batch(self.round)
 
     def _start(self, batch: list[str]) -> None:
         probe = self._fork(batch)
@@ -135,7 +153,7 @@ class ProbeRunner:
 
     def on_readable(self) -> None:
         if self.probe is not None:
-            self._take(self.probe.reader.read())
+            self._take(self.probe, self.probe.reader.read())
 
     def on_timer(self, now: float) -> None:
         if self.probe is not None and now >= self.probe.deadline_at:
@@ -152,7 +170,7 @@ class ProbeRunner:
         messages = probe.reader.read()
         self.selector.unregister(probe.reader.sock)
         probe.reader.close()
-        self._merge(probe.batch, messages, exit_code)
+        self._merge(probe, messages, exit_code)
         return [] if self.round else self._end_round(time.monotonic())
 
     def _fork(self, batch: list[str]) -> Probe | None:
@@ -170,26 +188,40 @@ class ProbeRunner:
         deadline = time.monotonic() + self.bounds.timeout_s * len(batch) + 5
         return Probe(pid, ChildReader(report_r), batch, deadline)
 
-    def _take(self, messages: list[Message]) -> None:
+    def _take(self, probe: Probe, messages: list[Message]) -> None:
+        """Verdicts to the preloader; the test fork's verdict kept for the probe's end."""
         for message in messages:
-            if isinstance(message, ProbeReport):
+            if isinstance(message, ProbeReport) and message.module == TEST_FORK:
+                probe.forked = message
+            elif isinstance(message, ProbeReport):
                 self.preloader.on_probe_report(message)
 
-    def _merge(self, batch: list[str], messages: list[Message], exit_code: int) -> None:
-        """Verdicts in; the culprit of an early death rejected; the rest of the round kept for the next child."""
-        self._take(messages)
+    def _merge(self, probe: Probe, messages: list[Message], exit_code: int) -> None:
+        """Verdicts in; the culprit of an early death rejected; the rest of the round kept for the next child.
+
+        A test fork that left something no module's hook explains (or that never finished) sends
+        the modules this child verified back to be probed apart, halves at a time, until a child
+        that imported only one of them convicts it.
+        """
+        self._take(probe, messages)
+        batch, forked = probe.batch, probe.forked
         why = "" if exit_code == 0 else f"probe ended with {exit_code} (import crashed or timed out)"
         records = self.preloader.records
         if not why and all(records[name].state is ModuleState.PROBING for name in batch):
             why = "probe ended without a verdict"  # no progress: blame the first, or the round never ends
-        self.preloader.on_probe_end(batch, why)
+        apart = self.preloader.on_probe_end(batch, why, forked)
+        if apart:
+            log.info(
+                "preload.probing_apart", groups=[len(group) for group in apart], reason=forked.reason if forked else why
+            )
+        self.apart += apart
         self.round = [name for name in self.round if self.preloader.records[name].state is ModuleState.PENDING]
 
-    def _end_round(self, now: float) -> list[str]:
-        """One promotion for the whole round: import what is worth it, one collect and freeze."""
-        self.round = []
+    def _end_round(self, now: float, chosen: list[str] | None = None) -> list[str]:
+        """One promotion for the whole round: import what is worth it (``chosen`` when judged already)."""
+        self.round, self.apart = [], []
         self.parses_judged = self.preloader.parses
-        promoted = self.preloader.promote_verified()
+        promoted = self.preloader.promote(self.preloader.worth_promoting() if chosen is None else chosen)
         self.clock.ended(now)
         return promoted
 
@@ -206,12 +238,38 @@ def _probe_body(modules: list[str], report: socket.socket, bounds: ProbeBounds) 
 
 
 def _probe_all(modules: list[str], report: socket.socket, bounds: ProbeBounds) -> int:
+    """Import and check each module, then fork once and blame what the fork left (``at_fork.py``)."""
+    hooks = AtForkHooks()
+    hooks.install()
+    verified: dict[str, ProbeReport] = {}
     for name in modules:
+        hooks.importing = name
         verdict, clean = _probe_one(name, bounds)
         report.sendall(frame(verdict))
+        if verdict.ok:
+            verified[name] = verdict
         if not clean:
             break
+    hooks.importing = ""
+    if verified:
+        for message in _fork_verdicts(hooks, verified, bounds):
+            report.sendall(frame(message))
     return 0
+
+
+def _fork_verdicts(hooks: AtForkHooks, verified: dict[str, ProbeReport], bounds: ProbeBounds) -> list[Message]:
+    """The verified modules a test fork convicts (their hooks), then what it left unexplained."""
+    unexplained = fork_once(hooks, bounds.timeout_s)
+    convicted: list[Message] = [
+        replace(verified[name], ok=False, kind=fault.value, reason=reason)
+        for name, (fault, reason) in hooks.blamed.items()
+        if name in verified
+    ]
+    kind, reason = (unexplained[0].value, unexplained[1]) if unexplained else ("", "")
+    verdict = ProbeReport(
+        module=TEST_FORK, ok=unexplained is None, reason=reason, import_s=0.0, memory_delta=0, kind=kind
+    )
+    return [*convicted, verdict]
 
 
 def _probe_one(name: str, bounds: ProbeBounds) -> tuple[ProbeReport, bool]:
@@ -232,9 +290,12 @@ def _probe_one(name: str, bounds: ProbeBounds) -> tuple[ProbeReport, bool]:
     elapsed = time.perf_counter() - start
     delta = linux.rss_bytes() - rss_before
     violation = _violation(fds_before, gc_before, delta, elapsed, bounds)
-    reason = "; ".join(part for part in (failure, violation) if part)
-    report = ProbeReport(module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta)
-    return report, not violation
+    reason = "; ".join(part for part in (failure, violation[1] if violation else "") if part)
+    kind = violation[0] if violation else Fault.IMPORT_FAILED if failure else None
+    report = ProbeReport(
+        module=name, ok=not reason, reason=reason, import_s=elapsed, memory_delta=delta, kind=kind.value if kind else ""
+    )
+    return report, violation is None
 
 
 def _violation(
@@ -243,23 +304,23 @@ def _violation(
     delta: int,
     elapsed: float,
     bounds: ProbeBounds,
-) -> str:
+) -> Finding | None:
     threads = linux.native_thread_count()
     if threads != 1:
-        return f"left {threads - 1} thread(s) running after import"
+        return Fault.THREAD, f"left {threads - 1} thread(s) running after import"
     new_fds = linux.open_fds() - fds_before
     if new_fds:
-        return f"left {len(new_fds)} file descriptor(s) open: {_describe_fds(new_fds)}"
+        return Fault.FD, f"left {len(new_fds)} file descriptor(s) open: {_describe_fds(new_fds)}"
     children = linux.child_pids(os.getpid())
     if children:
-        return f"started {len(children)} child process(es)"
+        return Fault.CHILD, f"started {len(children)} child process(es)"
     if (gc.isenabled(), gc.get_threshold()) != gc_before:
-        return "changed the garbage collector's settings"
+        return Fault.GC, "changed the garbage collector's settings"
     if elapsed > bounds.timeout_s:
-        return f"import took {elapsed:.1f} s, over {bounds.timeout_s:.0f} s"
+        return Fault.TIMEOUT, f"import took {elapsed:.1f} s, over {bounds.timeout_s:.0f} s"
     if bounds.memory_bytes and delta > bounds.memory_bytes:
-        return f"import added {delta // 2**20} MiB, over {bounds.memory_bytes // 2**20} MiB"
-    return ""
+        return Fault.MEMORY, f"import added {delta // 2**20} MiB, over {bounds.memory_bytes // 2**20} MiB"
+    return None
 
 
 def _describe_fds(fds: set[int]) -> str:

@@ -1,8 +1,8 @@
 """Starts no thread at import; starts one in the parent after its next fork.
 
-Its probe and its promotion in the forker both see one thread. The first worker the forker forks
-afterwards leaves a thread in the forker: the case where a thread appears in the forker later,
-which must retire the generation rather than refuse every spawn until a reload.
+Its import checks in the probe see one thread; the probe's test fork then sees a second one and
+blames this module's ``os.register_at_fork`` hook (``thread_after_fork``), so it is never
+promoted into the forker, where the next fork would retire the generation.
 """
 
 import os
