@@ -72,6 +72,9 @@ class MemoryWindow:
     total_rss_peak: int | None = None
     samples: int = 0
     processes_seen: int = 0
+    peak_at_s: float | None = None
+    peak_parts: list[Json] = field(default_factory=list)
+    role_peaks: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
