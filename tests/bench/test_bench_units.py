@@ -480,6 +480,9 @@ def test_bench_peak_breakdown_names_every_zygote_process() -> None:
     }  # fmt: skip
     assert found["roles"]["worker"]["pss"] == 130 * MIB and found["roles"]["worker"]["pte"] == 2 * MIB
     assert found["role_peaks"]["manager"] == 150 * MIB
+    torn = Sample(13.0, 700 * MIB, 0, 0, 6, parts, torn=True)  # a fork mid-read: too high, left out
+    window = summarize_samples([low, high, torn], 10.0, 20.0, parse_pids=[4, 5])
+    assert (window.total_pss_peak, window.torn_samples, window.torn_pss_peak) == (640 * MIB, 1, 700 * MIB)
     assert [role_of(0, d) for d in range(3)] == ["manager", "child", "child"]
     assert [role_of(1, d) for d in range(4)] == ["gateway", "forker", "forker_child", "forker_child"]
 

@@ -133,7 +133,8 @@ def peak_breakdown(good: list[RoundResult]) -> Json | None:
 
     ``at_s`` is when the peak came, seconds after the manager's run started, so both sides' peaks can be
     checked for being sampled at comparable moments; ``role_peaks`` is each role's own peak over that
-    round, which need not coincide with the total's.
+    round, which need not coincide with the total's. ``torn_pss_peak`` is the peak had the samples
+    torn by a fork or an exit (see the sampler) been counted, ``torn_samples`` how many were left out.
     """
     rounds = [r for r in good if r.memory.total_pss_peak is not None]
     if not rounds:
@@ -145,7 +146,14 @@ def peak_breakdown(good: list[RoundResult]) -> Json | None:
         row["n"] += 1
         for key in BREAKDOWN_KEYS:
             row[key] += part.get(key, 0)
-    return {"round": top.round, "at_s": top.memory.peak_at_s, "roles": roles, "role_peaks": top.memory.role_peaks}
+    return {
+        "round": top.round,
+        "at_s": top.memory.peak_at_s,
+        "roles": roles,
+        "role_peaks": top.memory.role_peaks,
+        "torn_samples": sum(r.memory.torn_samples for r in rounds),
+        "torn_pss_peak": _peak(r.memory.torn_pss_peak for r in rounds),
+    }
 
 
 def side_report(side: str, parallelism: int, rounds: list[RoundResult]) -> Json:

@@ -210,7 +210,8 @@ def breakdown_line(side: str, phase: Json | None) -> str:
         f"page tables {fmt_mib(row['pte'])})"
         for role, row in sorted(found["roles"].items(), key=lambda item: -int(item[1]["pss"]))
     )
-    return f"  {side} (round {found['round']}{at}): {roles}"
+    torn = f"; {found['torn_samples']} torn samples left out (with them: {fmt_mib(found['torn_pss_peak'])})"
+    return f"  {side} (round {found['round']}{at}): {roles}{torn}"
 
 
 def print_breakdown(console: Console, report: Json) -> None:

@@ -47,6 +47,13 @@ class Sample:
     rss: int
     processes: int
     parts: tuple[Part, ...] = ()
+    torn: bool = False
+    """A process appeared or went away while the sample was read: its sum is not one instant's.
+
+    PSS divides each shared page by the processes mapping it *when read*: a fork between reading the
+    forker (or a manager) and reading its children counts the shared pages a fraction too often
+    (forker at 1/k, every child at 1/(k+1)), an exit undercounts. Such sums are kept out of the
+    peak, which would otherwise pick them precisely because they are too high."""
 
 
 ROOT_ROLES = (("manager", "child", "child"), ("gateway", "forker", "forker_child"))
@@ -144,8 +151,9 @@ class TreeSampler:
 
     def sample_once(self) -> None:
         """Read every process of every tree once and record the sums, the parts and per-pid peaks."""
+        listed = self._processes()
         parts: list[Part] = []
-        for proc, role in self._processes():
+        for proc, role in listed:
             memory = read_memory(proc)
             if memory is None:
                 continue
@@ -153,8 +161,9 @@ class TreeSampler:
             self._note_peak(proc.pid, p_uss, p_pss)
             parts.append(Part(proc.pid, role, p_pss, p_uss, p_rss, page_tables(proc.pid)))
         if parts:
+            torn = {p.pid for p in parts} != {proc.pid for proc, _ in self._processes()}
             pss, uss, rss = (sum(getattr(p, key) for p in parts) for key in ("pss", "uss", "rss"))
-            self.samples.append(Sample(time.time(), pss, uss, rss, len(parts), tuple(parts)))
+            self.samples.append(Sample(time.time(), pss, uss, rss, len(parts), tuple(parts), torn))
 
     def _processes(self) -> list[tuple[psutil.Process, str]]:
         """Every live process of every tree once (PSS must be summed once per process), with its role."""
@@ -203,7 +212,8 @@ def summarize_samples(
     """Peak and mean totals over a time window; the window falls back to everything when empty."""
     chosen = [s for s in samples if (start is None or s.at >= start) and (end is None or s.at <= end)]
     pids = frozenset(parse_pids)
-    chosen = [relabel(s, pids) for s in chosen or samples]
+    every = [relabel(s, pids) for s in chosen or samples]
+    chosen = [s for s in every if not s.torn] or every
     if not chosen:
         return MemoryWindow(processes_seen=processes_seen)
     peak = max(chosen, key=lambda s: s.pss)
@@ -217,6 +227,8 @@ def summarize_samples(
         peak_at_s=None if start is None else peak.at - start,
         peak_parts=[asdict(part) for part in peak.parts],
         role_peaks=role_peaks(chosen),
+        torn_samples=len(every) - len(chosen),
+        torn_pss_peak=max(s.pss for s in every),
     )
 
 
