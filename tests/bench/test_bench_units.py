@@ -32,7 +32,7 @@ from zygote.bench.results import (
     write_json,
 )
 from zygote.bench.runner import merge_peaks, side_order
-from zygote.bench.sampler import Peak, Sample, TreeSampler, summarize_samples
+from zygote.bench.sampler import Part, Peak, Sample, TreeSampler, role_of, summarize_samples
 from zygote.bench.sides import child_record, ledger_record, normalized_outcome
 from zygote.forker.measure import GcTimer
 
@@ -454,8 +454,37 @@ def test_bench_sampler_sees_its_own_tree() -> None:
         child.wait()
     assert sampler.samples and sampler.samples[-1].processes >= 2
     assert sampler.peaks[child.pid].uss > 16 << 20
-    window = sampler.window(None, None)
+    window = sampler.window(None, None, parse_pids=[child.pid])
     assert window.total_pss_peak and window.total_pss_peak >= sampler.peaks[child.pid].pss
+    roles = {part["pid"]: part["role"] for part in window.peak_parts}
+    assert roles[psutil.Process().pid] == "manager" and roles[child.pid] == "child"
+    assert sum(part["pss"] for part in window.peak_parts) == window.total_pss_peak
+    assert all(part["pte"] > 0 for part in window.peak_parts)  # page tables read from /proc
+
+
+def test_bench_peak_breakdown_names_every_zygote_process() -> None:
+    def part(pid: int, role: str, mib: int) -> Part:
+        return Part(pid, role, pss=mib * MIB, uss=mib * MIB // 2, rss=mib * MIB * 2, pte=MIB)
+
+    low = Sample(10.0, 100 * MIB, 0, 0, 1, (part(1, "manager", 100),))
+    parts = (part(1, "manager", 150), part(2, "gateway", 20), part(3, "forker", 300),
+             part(4, "forker_child", 60), part(5, "forker_child", 70), part(6, "forker_child", 40))  # fmt: skip
+    high = Sample(12.5, 640 * MIB, 0, 0, 6, parts)
+    window = summarize_samples([low, high], 10.0, 20.0, parse_pids=[4, 5])
+    assert window.peak_at_s == pytest.approx(2.5) and window.total_pss_peak == 640 * MIB
+    result = RoundResult("zygote", 2, 2, True, None, 1.0, SideOutput("zygote", 2), window)
+    found = figures.peak_breakdown([result])
+    assert found is not None and found["round"] == 2
+    assert {role: row["n"] for role, row in found["roles"].items()} == {
+        "manager": 1, "gateway": 1, "forker": 1, "worker": 2, "forker_other": 1
+    }  # fmt: skip
+    assert found["roles"]["worker"]["pss"] == 130 * MIB and found["roles"]["worker"]["pte"] == 2 * MIB
+    assert found["role_peaks"]["manager"] == 150 * MIB
+    torn = Sample(13.0, 700 * MIB, 0, 0, 6, parts, torn=True)  # a fork mid-read: too high, left out
+    window = summarize_samples([low, high, torn], 10.0, 20.0, parse_pids=[4, 5])
+    assert (window.total_pss_peak, window.torn_samples, window.torn_pss_peak) == (640 * MIB, 1, 700 * MIB)
+    assert [role_of(0, d) for d in range(3)] == ["manager", "child", "child"]
+    assert [role_of(1, d) for d in range(4)] == ["gateway", "forker", "forker_child", "forker_child"]
 
 
 def test_bench_stop_kills_the_whole_tree(tmp_path: Path) -> None:

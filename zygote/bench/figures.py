@@ -121,6 +121,38 @@ def _memory_summary(good: list[RoundResult], kids: list[ChildRecord]) -> Json:
         "total_pss_mean": _mean([r.memory.total_pss_mean for r in good]),
         "total_uss_peak": _peak(r.memory.total_uss_peak for r in good),
         "total_rss_peak": _peak(r.memory.total_rss_peak for r in good),
+        "peak_breakdown": peak_breakdown(good),
+    }
+
+
+BREAKDOWN_KEYS = ("pss", "uss", "rss", "pte")
+
+
+def peak_breakdown(good: list[RoundResult]) -> Json | None:
+    """Who held the memory at the highest total PSS peak of these rounds: sums per role (see the sampler).
+
+    ``at_s`` is when the peak came, seconds after the manager's run started, so both sides' peaks can be
+    checked for being sampled at comparable moments; ``role_peaks`` is each role's own peak over that
+    round, which need not coincide with the total's. ``torn_pss_peak`` is the peak had the samples
+    torn by a fork or an exit (see the sampler) been counted, ``torn_samples`` how many were left out.
+    """
+    rounds = [r for r in good if r.memory.total_pss_peak is not None]
+    if not rounds:
+        return None
+    top = max(rounds, key=lambda r: r.memory.total_pss_peak or 0)
+    roles: dict[str, Json] = {}
+    for part in top.memory.peak_parts:
+        row = roles.setdefault(part["role"], {"n": 0, **dict.fromkeys(BREAKDOWN_KEYS, 0)})
+        row["n"] += 1
+        for key in BREAKDOWN_KEYS:
+            row[key] += part.get(key, 0)
+    return {
+        "round": top.round,
+        "at_s": top.memory.peak_at_s,
+        "roles": roles,
+        "role_peaks": top.memory.role_peaks,
+        "torn_samples": sum(r.memory.torn_samples for r in rounds),
+        "torn_pss_peak": _peak(r.memory.torn_pss_peak for r in rounds),
     }
 
 

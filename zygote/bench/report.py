@@ -38,7 +38,7 @@ PHASE_KEYS = (
     "rounds", "round_errors", "parses", "failed_children", "import_errors", "parse_s", "parse_s_by_category",
     "manager_side_s", "child_wall_s", "wall_s", "child_uss", "child_pss", "child_uss_by_category", "child_pss_by_category",
     "total_pss_peak", "total_pss_mean", "total_uss_peak", "total_rss_peak", "gc_s", "gc_gen2_s",
-    "gc_collections", "fork_ms", "dispatch_ms",
+    "gc_collections", "fork_ms", "dispatch_ms", "peak_breakdown",
 )  # fmt: skip
 DIST_KEYS = ("n", "p50", "p95", "max", "mean")
 MIB = 1024 * 1024
@@ -199,11 +199,35 @@ def print_advice(console: Console, advice: Json) -> None:
     console.print(f"  [zygote]\n  {advice['suggested_line']}", markup=False)
 
 
+def breakdown_line(side: str, phase: Json | None) -> str:
+    """One side's total PSS peak split per role: ``manager 310.2`` or ``worker 2x 96.0``, MiB, page tables apart."""
+    found = (phase or {}).get("peak_breakdown")
+    if not found:
+        return f"  {side}: no samples"
+    at = "" if found["at_s"] is None else f" at {found['at_s']:.1f} s"
+    roles = ", ".join(
+        f"{role} {'' if row['n'] == 1 else str(row['n']) + 'x '}{fmt_mib(row['pss'])} (USS {fmt_mib(row['uss'])}, "
+        f"page tables {fmt_mib(row['pte'])})"
+        for role, row in sorted(found["roles"].items(), key=lambda item: -int(item[1]["pss"]))
+    )
+    torn = f"; {found['torn_samples']} torn samples left out (with them: {fmt_mib(found['torn_pss_peak'])})"
+    return f"  {side} (round {found['round']}{at}): {roles}{torn}"
+
+
+def print_breakdown(console: Console, report: Json) -> None:
+    """Where each side's total PSS peak is, per process role, at every parallelism (headline phase)."""
+    for parallelism, comparison in report["by_parallelism"].items():
+        console.print(f"Total PSS peak per process, MiB (parallelism {parallelism}):", markup=False)
+        for side in ("stock", "zygote"):
+            console.print(breakdown_line(side, headline_phase(comparison[side])), markup=False)
+
+
 def render(report: Json, console: Console | None = None) -> None:
     """The terminal summary: one table per parallelism, the memory figures, advice."""
     console = console or Console()
     for parallelism, comparison in report["by_parallelism"].items():
         console.print(comparison_table(parallelism, comparison))
+    print_breakdown(console, report)
     console.print(PARSE_NOTE, markup=False)
     console.print(f"Same throughput: {report['same_throughput']['summary']}", markup=False)
     console.print(f"Memory: {report['breakeven']['summary']}", markup=False)

@@ -72,6 +72,11 @@ class MemoryWindow:
     total_rss_peak: int | None = None
     samples: int = 0
     processes_seen: int = 0
+    peak_at_s: float | None = None
+    peak_parts: list[Json] = field(default_factory=list)
+    role_peaks: dict[str, int] = field(default_factory=dict)
+    torn_samples: int = 0
+    torn_pss_peak: int | None = None
 
 
 @dataclass

@@ -169,7 +169,8 @@ def run_round(bench: Bench, side: str, parallelism: int, round_no: int, extra_ro
     output = read_side_output(out) or SideOutput(side=side, parallelism=parallelism, error="no report written")
     error = error or _first_line(output.error) or _exit_error(started.popen.returncode) or _not_measured(output)
     merge_peaks(output.children, sampler.peaks)
-    memory = sampler.window(output.run_started, output.run_ended)
+    parse_pids = [c.pid for c in output.children if c.pid is not None]
+    memory = sampler.window(output.run_started, output.run_ended, parse_pids)
     return RoundResult(side, parallelism, round_no, error is None, error, time.monotonic() - began, output, memory)
 
 

@@ -209,6 +209,7 @@ def _stats(
     worker: Worker, rusage: dict[str, float], now: float, always_report: Callable[[str], bool]
 ) -> dict[str, Any]:
     stats: dict[str, Any] = {
+        "pid": worker.pid,
         "wall_s": now - worker.started_at,
         "fork_ms": worker.fork_ms,
         "peak_uss": worker.peak_uss,
