@@ -135,10 +135,10 @@ class Bench:
         self.progress.step(f"P={parallelism} round {round_no}/{self.config.rounds}: {side} done", advance=1)
 
 
-def side_command(side: str, out: Path, child_dir: Path) -> list[str]:
-    """The side subprocess's command line."""
+def side_command(side: str, out: Path, child_dir: Path, steady: bool) -> list[str]:
+    """The side subprocess's command line; rounds after the first are ``--steady`` (sides.run)."""
     return [sys.executable, "-m", "zygote.bench.sides", "--side", side, "--output", str(out),
-            "--child-dir", str(child_dir)]  # fmt: skip
+            "--child-dir", str(child_dir), *(["--steady"] if steady else [])]  # fmt: skip
 
 
 def wait_sampled(bench: Bench, started: Spawned, extra_roots: list[int]) -> tuple[TreeSampler, str | None]:
@@ -163,7 +163,7 @@ def run_round(bench: Bench, side: str, parallelism: int, round_no: int, extra_ro
     env = side_env(bench.homes, side, parallelism, bench.config.approved_modules)
     began = time.monotonic()
     started = bench.registry.spawn(
-        tag, side_command(side, out, root / "children" / tag), env, root / "logs" / f"{tag}.log"
+        tag, side_command(side, out, root / "children" / tag, round_no > 1), env, root / "logs" / f"{tag}.log"
     )
     sampler, error = wait_sampled(bench, started, extra_roots)
     output = read_side_output(out) or SideOutput(side=side, parallelism=parallelism, error="no report written")

@@ -2,7 +2,9 @@
 
 A fresh process per round means nothing (imports, heap growth, caches) carries over from one round
 or one side to the next except what a real dag-processor restart would also keep: the metadata DB and
-the OS page cache. Settings come from the environment the bench built (``processes.side_env``).
+the OS page cache; and, in steady rounds, what a long-running dag-processor keeps from its previous
+pass (:meth:`StockRunner.carry_over`: stock's pre-imported modules; the zygote keeps its preloads in
+the zygote itself). Settings come from the environment the bench built (``processes.side_env``).
 
 **Stock** is Airflow's own ``DagFileProcessorManager`` forking its own ``DagFileProcessorProcess``.
 Stock's manager imports every ``airflow.*`` module a DAG file names before forking its child
@@ -51,6 +53,8 @@ class SideRunner(Protocol):
 
     def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]: ...
 
+    def carry_over(self, dags_folder: Path) -> None: ...
+
 
 def runner_for(side: str, child_dir: Path) -> SideRunner:
     """The side's runner; stock never imports the zygote client (the zygote runner imports it lazily)."""
@@ -80,19 +84,25 @@ def warm_execution_api(manager: Any) -> None:
         manager.client.variables.get("zygote_bench_warmup_missing_key")
 
 
-def run(side: str, child_dir: Path) -> SideOutput:
-    """Build the side's manager, run it once over every file (``max_runs=1``), collect the figures."""
+def run(side: str, child_dir: Path, steady: bool = False) -> SideOutput:
+    """Build the side's manager, run it once over every file (``max_runs=1``), collect the figures.
+
+    ``steady``: this round stands for a pass of a dag-processor that has already run one, so the side
+    first takes on, untimed, what a previous pass would have left in its manager (:meth:`carry_over`).
+    """
     parallelism = int(os.environ.get("AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES", "0"))
     output = SideOutput(side=side, parallelism=parallelism)
     runner = runner_for(side, child_dir)
     manager = runner.make_manager()
     warm_execution_api(manager)
+    dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    if steady:
+        runner.carry_over(dags_folder)
     output.run_started, began = time.time(), time.monotonic()
     try:
         manager.run()
     finally:
         output.wall_s, output.run_ended = time.monotonic() - began, time.time()
-    dags_folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
     output.files = file_records(manager, runner.manager_side_seconds(dags_folder))
     output.children = runner.children(manager, dags_folder)
     return output
@@ -104,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--side", choices=("stock", "zygote"), required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--child-dir", type=Path, required=True)
+    parser.add_argument("--steady", action="store_true", help="a pass after the first (see run)")
     args = parser.parse_args(argv)
     try:
-        output = run(args.side, args.child_dir)
+        output = run(args.side, args.child_dir, args.steady)
     except BaseException as exc:  # SystemExit from the manager's SIGTERM handler included
         output = SideOutput(side=args.side, parallelism=0, error=f"{exc!r}\n{traceback.format_exc()}")
     write_json(args.output, asdict(output))
@@ -189,6 +200,7 @@ class StockRunner:
     def __init__(self, child_dir: Path) -> None:
         self.child_dir = child_dir
         self.pre_import_s: dict[str, float] = {}
+        self._pre_import: Callable[..., None] | None = None
 
     def make_manager(self) -> Any:
         """Airflow's manager, with its module-level processor class swapped for the measured one.
@@ -202,10 +214,24 @@ class StockRunner:
 
         self.child_dir.mkdir(parents=True, exist_ok=True)
         manager_module.DagFileProcessorProcess = measured_process_class(self.child_dir)  # type: ignore[attr-defined]
+        self._pre_import = processor_module._pre_import_airflow_modules
         processor_module._pre_import_airflow_modules = timed_pre_import(  # type: ignore[attr-defined]
-            processor_module._pre_import_airflow_modules, self.pre_import_s
+            self._pre_import, self.pre_import_s
         )
         return manager_module.DagFileProcessorManager(max_runs=1)
+
+    def carry_over(self, dags_folder: Path) -> None:
+        """What a stock manager keeps from its previous pass: every module its pre-import step imported.
+
+        A long-running dag-processor imports a file's ``airflow.*`` modules (and the SDKs they pull in)
+        on its first pass and finds them in ``sys.modules`` ever after, so its later passes neither
+        wait for those imports nor fork children without them. Charging the first pass's imports to
+        every steady round would flatter the zygote; this is done untimed, before the pass.
+        """
+        assert self._pre_import is not None, "make_manager first"
+        quiet = structlog.get_logger("zygote.bench.carry_over")
+        for path in sorted(dags_folder.rglob("*.py")):
+            self._pre_import(str(path), quiet)
 
     def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]:
         """Pre-import time per file (relative path), spent in the manager before each fork."""
@@ -256,6 +282,9 @@ class ZygoteRunner:
     def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]:
         """Nothing: the zygote client does no per-file work before dispatching a request."""
         return {}
+
+    def carry_over(self, dags_folder: Path) -> None:
+        """Nothing: what the zygote keeps between passes lives in the zygote, which outlives the round."""
 
     def children(self, manager: Any, dags_folder: Path) -> list[ChildRecord]:
         """One record per ledger entry."""
