@@ -61,6 +61,9 @@ class DagProcessor:
 
         wait_for(enough, timeout, f"{count} parses by {self.log_path.name}", interval=0.2)
 
+    def parse_count(self) -> int:
+        return len(self.home.parses())
+
     def stop(self, timeout: float = 60.0) -> None:
         if self.popen.poll() is None:
             os.kill(self.pid, signal.SIGCONT)
@@ -113,6 +116,26 @@ def forker_pid(zygote: ZygoteProcess) -> int:
     assert isinstance(pid, int), pid
     return pid
 
+
+def wait_progressing(done: Any, counts: Any, stall: float, what: str) -> None:
+    """Wait for ``done()`` however long steady progress takes; fail once a count stood still ``stall`` s.
+
+    ``counts()`` maps each thing still working to its progress count (a soak's parses per side).
+    For work whose amount is the point, a fixed deadline would only say how fast the machine was;
+    a count that stops moving says the product stopped.
+    """
+    moved: dict[str, tuple[int, float]] = {}
+    while not done():
+        now = time.monotonic()
+        for name, count in counts().items():
+            if name not in moved or moved[name][0] != count:
+                moved[name] = (count, now)
+            assert now - moved[name][1] < stall, f"{name}: no progress in {stall:.0f} s ({count}) waiting for {what}"
+        time.sleep(0.5)
+
+
+DAG_FILE_PROCESSOR_TIMEOUT = 50.0
+"""Airflow's default ``[dag_processor] dag_file_processor_timeout``: the longest one parse runs before it is killed."""
 
 HEALTH_CHECK_THRESHOLD = 30.0
 """Airflow's default ``[dag_processor] health_check_threshold``: what ``/health`` and the probe allow."""

@@ -5,8 +5,8 @@ waits for a fork; fall back per ``[zygote] fallback``), ``end`` (stock ``end()``
 pids, which for remote workers is meaningless or, worse, hits an unrelated local process),
 ``before_run`` (the first handshake runs while bundles are prepared) and
 ``handle_parsing_result`` (under ``fallback = fail`` a parse the zygote could not take is "not
-now": its callbacks wait for the next attempt and it does not count as a parse, so an outage never
-makes DAGs stale). The rest of the loop (file queue, DB writes, callbacks, timeouts, stats) is
+now": its callbacks wait for the next attempt; neither it nor a parse the zygote lost counts as a
+parse, so an outage never makes DAGs stale). The rest of the loop (file queue, DB writes, callbacks, timeouts, stats) is
 Airflow's.
 
 Metrics hook points (issue 16): per parse, where the relay closes a ledger entry
@@ -83,10 +83,19 @@ class ZygoteDagFileProcessorManager(DagFileProcessorManager):
         return DagFileProcessorProcess.start(**kwargs)
 
     def handle_parsing_result(self, file: DagFileInfo, proc: DagFileProcessorProcess, **kwargs: Any) -> None:
-        """A parse that never ran keeps its callbacks and leaves the file's stats untouched."""
+        """Neither a parse that never ran nor one the zygote lost touches the file's stats.
+
+        Stock counts a parse without a result as a parse that found no DAG: its finish time is
+        what ``deactivate_stale_dags`` compares with each DAG's last parse, so one lost parse of a
+        file whose last good parse was ``stale_dag_threshold`` ago (a slow file, a loaded machine)
+        would mark its DAGs stale. A parse that never ran also hands its callbacks back; a lost one
+        does not (they may have run: never re-run side effects).
+        """
         if isinstance(proc, ZygoteDagFileProcessorProcess) and proc.never_ran:
             if proc.kept_callbacks:
                 self._callback_to_execute[file] = proc.kept_callbacks + self._callback_to_execute.get(file, [])
+            return
+        if isinstance(proc, ZygoteDagFileProcessorProcess) and proc.lost:
             return
         super().handle_parsing_result(file, proc, **kwargs)
 

@@ -115,6 +115,15 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         return isinstance(self._process, RemoteTracker) and not self._process.is_local
 
     @property
+    def lost(self) -> bool:
+        """Started, then lost with the zygote before any result arrived: nothing was learnt of the file.
+
+        Airflow would count it as a parse that found no DAG, and a DAG whose last good parse is older
+        than ``stale_dag_threshold`` at that moment would be deactivated for an outage, not for its file.
+        """
+        return isinstance(self._process, RemoteTracker) and self._process.lost and self.parsing_result is None
+
+    @property
     def never_ran(self) -> bool:
         """True for a parse the zygote could not take under ``fallback = fail``: not a parse at all."""
         return isinstance(self._process, RemoteTracker) and self._process.not_started

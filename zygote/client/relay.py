@@ -278,7 +278,10 @@ class Relay:
             stats["dispatch_ms"] = (start - request.sent_at) * 1000
         self.ledger.close(request.spawn.id, outcome, exit_code=exit_code, detail=detail, stats=stats)
         self.metrics.parse_finished(outcome, stats)
-        request.tracker.publish_exit(exit_code)
+        if request.failure is not None:
+            request.tracker.publish_lost()
+        else:
+            request.tracker.publish_exit(exit_code)
         request.channels.close_children()
 
     def shutdown(self) -> None:

@@ -40,6 +40,8 @@ class RemoteTracker(ProcessTracker):
         self.remote_pid = 0
         self.not_started = False
         """The parse never ran (``fallback = fail``): not a parse, the file is retried later."""
+        self.lost = False
+        """The parse started, then the zygote went away before its end: says nothing of the file."""
         self.signalled: int | None = None
         self._send_signal = send_signal
         self._on_pid: Callable[[int], None] | None = None
@@ -106,6 +108,11 @@ class RemoteTracker(ProcessTracker):
     def publish_not_started(self) -> None:
         """``fallback = fail`` and the zygote cannot take it now: ends at once, not as a parse."""
         self.not_started = True
+        self.publish_exit(1)
+
+    def publish_lost(self) -> None:
+        """A started parse the zygote lost (it or its forker died, the session ended): a failure, not the file's."""
+        self.lost = True
         self.publish_exit(1)
 
     def publish_exit(self, exit_code: int) -> None:
