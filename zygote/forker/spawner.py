@@ -100,6 +100,7 @@ class Spawner:
         worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
         worker.extra["generation"] = self.generation
         worker.extra["pooled"] = pooled
+        worker.extra["received_monotonic"] = started  # with the client's send time: where dispatch goes
         self.table.add(worker)
         report = pairs.parent["report"]
         report.setblocking(False)
