@@ -82,7 +82,7 @@ class PoolKeeper:
         spawn of a generation still finds an unspecialised worker): its idle workers are killed and
         the refills adopt the new session's process.
         """
-        digest = process_digest(spawn.process)
+        digest = self._digest(spawn)
         taken = self._take(digest, spawn)
         self.session = spawn
         if digest != self.pool.digest:
@@ -90,6 +90,12 @@ class PoolKeeper:
             _kill(stale)
             log.info("pool.specialised", evicted=len(stale), specialisations=self.pool.specialisations)
         return taken
+
+    def _digest(self, spawn: Spawn) -> str:
+        """``spawn``'s session key; a ``process`` equal to the latest one's (the usual case) is not hashed again."""
+        if self.session is not None and self.pool.digest is not None and spawn.process == self.session.process:
+            return self.pool.digest
+        return process_digest(spawn.process)
 
     def _take(self, digest: str, spawn: Spawn) -> PooledWorker | None:
         while (pooled := self.pool.take(digest)) is not None:
