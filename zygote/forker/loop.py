@@ -79,6 +79,7 @@ class Forker:
         self.link_buffer = FrameBuffer()
         self.drain_at: float | None = None
         self.running = True
+        self.gateway_lost = False
         self.baseline_modules: frozenset[str] = frozenset()
         self.own_children: frozenset[int] = frozenset()
         self.next_sample_at = 0.0
@@ -236,6 +237,9 @@ class Forker:
 
     def _gateway_gone(self) -> None:
         """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
+        if self.gateway_lost:
+            return
+        self.gateway_lost = True
         log.warning("forker.gateway_gone", workers=len(self.table))
         self.pool.close()
         for pid in self.table.pids():
@@ -244,12 +248,18 @@ class Forker:
         self.running = False
 
     def send(self, message: Message, fds: list[int] | None = None) -> None:
+        """Write to the gateway; a dead link (``EPIPE``) is the gateway gone, cleaned up as at EOF."""
+        if self.gateway_lost:
+            return
         data = frame(message)
-        if fds:
-            sent = socket.send_fds(self.link, [data], fds)
-            data = data[sent:]
-        if data:
-            self.link.sendall(data)
+        try:
+            if fds:
+                sent = socket.send_fds(self.link, [data], fds)
+                data = data[sent:]
+            if data:
+                self.link.sendall(data)
+        except OSError:
+            self._gateway_gone()
 
     def _spawn(self, spawn: Spawn) -> None:
         if self.drain_at is not None:
