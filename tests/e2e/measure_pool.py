@@ -114,6 +114,7 @@ def test_measure_dispatch_latency_with_and_without_the_pool(zygote_factory: Any,
                         "dispatch_ms_p50": _dispatch_p50(connection),
                         "dispatch_ms_p95": _dispatch_p(connection, 0.95),
                         "fork_ms_p50": _stat_p50(connection, "fork_ms"),
+                        **_dispatch_parts(connection),
                         "pooled_share": round(pooled / max(1, len(connection.ledger.entries)), 2),
                     }
                 )
@@ -128,6 +129,24 @@ def test_measure_dispatch_latency_with_and_without_the_pool(zygote_factory: Any,
             }
         )
         zygote.stop()
+
+
+def _dispatch_parts(connection: Any) -> dict[str, float]:
+    """Dispatch split at the forker (one host, one monotonic clock): client and gateway hops to the
+    forker reading the spawn, then from the hand-over (or fork) to Airflow's entrypoint in the worker."""
+    to_forker, in_worker = [], []
+    for entry in connection.ledger.entries:
+        stats = entry.stats
+        if {"dispatch_ms", "received_monotonic", "start_monotonic", "fork_ms"} <= stats.keys():
+            before = stats["dispatch_ms"] - (stats["start_monotonic"] - stats["received_monotonic"]) * 1000
+            to_forker.append(before)
+            in_worker.append((stats["start_monotonic"] - stats["received_monotonic"]) * 1000 - stats["fork_ms"])
+    if not to_forker:
+        return {}
+    return {
+        "to_forker_ms_p50": round(statistics.median(to_forker), 2),
+        "worker_start_ms_p50": round(statistics.median(in_worker), 2),
+    }
 
 
 def _dispatch_p(connection: Any, q: float) -> float | None:

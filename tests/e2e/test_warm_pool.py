@@ -1,5 +1,6 @@
-"""The warm pool through a real zygote: requests take pre-forked workers, which become the session's child
-at assignment, are replaced when the forker's heap changes, and never outlive their forker.
+"""The warm pool through a real zygote: requests take pre-forked workers, which became the session's child
+before the request (ADR 0006), are replaced when the session or the forker's heap changes, and never
+outlive their forker.
 
 One zygote serves the module (start-up costs seconds); the test that kills its forker runs last.
 """
@@ -31,7 +32,7 @@ from preload_support import (
 )
 from zygote_harness import ParseDriver, ZygoteProcess, pid_alive, wait_for
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]  # a loaded machine starts the zygote in the first test
 
 POOL = 2
 
@@ -44,25 +45,29 @@ def zygote(tmp_path_factory: pytest.TempPathFactory, migrated_db: Path) -> Itera
     process.stop()
 
 
-def full_pool(zygote: ZygoteProcess, not_among: Collection[int] = ()) -> dict[str, Any]:
-    """The pool's status once it holds ``POOL`` idle workers, none of them in ``not_among``."""
+def full_pool(zygote: ZygoteProcess, not_among: Collection[int] = (), specialised: bool = False) -> dict[str, Any]:
+    """The pool's status once it holds ``POOL`` idle workers, none of them in ``not_among``; with
+    ``specialised``, all set up for the latest spawn's session and no promotion pending (one would
+    evict them: the imports of a first parse are promoted)."""
 
     def full() -> dict[str, Any] | None:
-        pool: dict[str, Any] = zygote.status()["forker"]["pool"]
-        return pool if pool["idle"] == POOL and not set(pool["pids"]) & set(not_among) else None
+        status = zygote.status()
+        pool: dict[str, Any] = status["forker"]["pool"]
+        ready = pool["idle"] == POOL and not set(pool["pids"]) & set(not_among)
+        if not ready or not specialised:
+            return pool if ready else None
+        promoting = status["forker"]["promoting"] or {"pending", "probing"} & {
+            record["state"] for record in status["preload"].values()
+        }
+        return pool if pool["specialised"] == POOL and not promoting else None
 
     result: dict[str, Any] = wait_for(full, 60, "a full warm pool", 0.2)
     return result
 
 
-def test_a_request_takes_a_pool_worker_which_becomes_the_sessions_child(
-    zygote: ZygoteProcess, driver: ParseDriver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    idle = set(full_pool(zygote)["pids"])
-    assert zygote.status()["forker"]["pooled"] == POOL
-    # The session is opened after its pool workers were forked: what it carries is applied at assignment.
-    monkeypatch.setenv("ZT_POOL_MARK", "from_the_session")
-    seen = tmp_path / "seen.json"
+def session_dag(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A DAG whose id comes from the session's environment, and where its worker notes what it saw."""
+    seen = tmp_path / f"{name}.json"
     body = (
         "import json, os, sys\n"
         f"json.dump({{'cwd': os.getcwd(), 'libs': {str(LIBS)!r} in sys.path, 'pid': os.getpid()}},"
@@ -74,20 +79,47 @@ def test_a_request_takes_a_pool_worker_which_becomes_the_sessions_child(
         + "with DAG('pool_' + os.environ.get('ZT_POOL_MARK', 'forker_env'), schedule=None) as dag:\n"
         + "    EmptyOperator(task_id='t')\n"
     )
-    dags = dags_folder("warm-pool")
-    path = write(dags, "pool_child.py", dag + body)
-    with connected(zygote) as connection:
-        parsed = parse(driver, connection, path)
+    return write(dags_folder("warm-pool"), f"{name}.py", dag + body), seen
+
+
+def parse_as_session(driver: ParseDriver, zygote: ZygoteProcess, path: Path, seen: Path, mark: str) -> dict[str, Any]:
+    """Parse ``path`` in a fresh session whose environment holds ``mark``; what its worker saw."""
+    os.environ["ZT_POOL_MARK"] = mark
+    try:
+        with connected(zygote) as connection:
+            parsed = parse(driver, connection, path)
+    finally:
+        del os.environ["ZT_POOL_MARK"]
     assert parsed.entry.outcome == "exited", parsed.entry
-    assert parsed.dag_ids == ["pool_from_the_session"], parsed.import_errors
-    assert parsed.entry.stats["pooled"] is True
-    worker = json.loads(seen.read_text())
-    assert worker["pid"] in idle
+    assert parsed.dag_ids == [f"pool_{mark}"], parsed.import_errors
+    worker: dict[str, Any] = json.loads(seen.read_text())
     assert worker["cwd"] == os.getcwd()  # the client's, as a stock child of the dag-processor
     assert worker["libs"] is True
-    refilled = full_pool(zygote, not_among={worker["pid"]})
-    assert refilled["handed_out"] >= 1
-    assert refilled["uss"] > 0
+    worker["pooled"] = parsed.entry.stats["pooled"]
+    return worker
+
+
+def test_pool_workers_take_on_the_latest_sessions_process_before_their_request(
+    zygote: ZygoteProcess, driver: ParseDriver, tmp_path: Path
+) -> None:
+    """Forked before any session: unspecialised, set up at assignment. Then specialised for the session
+    the latest spawn came from, ahead of its requests; a session with another environment re-specialises."""
+    unspecialised = set(full_pool(zygote)["pids"])
+    assert zygote.status()["forker"]["pooled"] == POOL
+    path, seen = session_dag(tmp_path, "pool_child")
+    first = parse_as_session(driver, zygote, path, seen, "first_session")
+    assert first["pooled"] is True and first["pid"] in unspecialised
+    specialised = full_pool(zygote, not_among={first["pid"]}, specialised=True)
+    assert specialised["specialisations"] == 1 and specialised["handed_out"] >= 1 and specialised["uss"] > 0
+    again = parse_as_session(driver, zygote, path, seen, "first_session")
+    assert again["pooled"] is True and again["pid"] in specialised["pids"]
+    other = parse_as_session(driver, zygote, path, seen, "other_session")  # another environment: a fork
+    assert other["pooled"] is False
+    respecialised = full_pool(zygote, not_among=set(specialised["pids"]), specialised=True)
+    assert respecialised["specialisations"] == 2
+    assert respecialised["evicted"] >= specialised["evicted"] + POOL
+    last = parse_as_session(driver, zygote, path, seen, "other_session")
+    assert last["pooled"] is True and last["pid"] in respecialised["pids"]
 
 
 def test_a_promotion_replaces_the_idle_workers_so_none_is_handed_out_stale(

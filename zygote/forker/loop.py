@@ -3,10 +3,10 @@
 How this works: one selector loop over the gateway link, a signal wakeup socket, the workers'
 report sockets and the probe's report socket; each registered with the handler that reads it.
 SIGCHLD only wakes the loop; children are reaped with ``wait4(-1, WNOHANG)`` until none is left.
-The :class:`WorkerTable` decides, this loop acts. Every fork goes through
-:func:`~zygote.forker.children.fork_child` (one safety check, one child prologue); a failed check
-retires the generation (the gateway starts a fresh one), a fork the kernel refuses answers that one
-request ``fork_failed``. Preload probes are scheduled by the :class:`ProbeRunner`. Children that
+The :class:`WorkerTable` decides, this loop acts. A spawn becomes a worker through the
+:class:`~zygote.forker.spawner.Spawner` (a warm-pool worker or a fork); every fork goes through
+:func:`~zygote.forker.children.fork_child` (one safety check, one child prologue), and a failed
+check retires the generation (the gateway starts a fresh one). Preload probes are scheduled by the :class:`ProbeRunner`. Children that
 Airflow itself started during start-up (the secrets cache server) are the forker's own and survive
 the stray-killing that follows every reaped worker. The forker never imports ``zmq`` and never
 connects to the metadata DB.
@@ -14,7 +14,6 @@ connects to the metadata DB.
 
 from __future__ import annotations
 
-import errno
 import gc
 import math
 import os
@@ -37,30 +36,26 @@ from protocol import (
     Ready,
     Signal,
     Spawn,
-    Started,
     StatusReply,
     StatusRequest,
-    WorkerReport,
     frame,
 )
 from zygote import linux
 from zygote.config import Settings
-from zygote.forker.children import ForkRefused, fork_child
-from zygote.forker.frames import FINAL_BUDGET, ChildReader
+from zygote.forker.children import ForkRefused
+from zygote.forker.frames import FINAL_BUDGET
 from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds, freeze_heap
 from zygote.forker.probe import ProbeRunner
 from zygote.forker.ready import generation_config
+from zygote.forker.spawner import Spawner
 from zygote.forker.warm_caches import warm_parse_caches
-from zygote.forker.worker import ChannelPairs, WorkerLimits, worker_body
-from zygote.forker.worker_table import Action, KillGroup, KillWorker, SendExited, Worker, WorkerTable
+from zygote.forker.worker import WorkerLimits
+from zygote.forker.worker_table import Action, KillGroup, KillWorker, SendExited, WorkerTable
 from zygote.handshake import versions
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
-
-DEADLINE_GRACE_S = 5.0
-"""The zygote's deadline trails the client's timeout so Airflow's own kill path acts first."""
 
 
 class Forker:
@@ -81,19 +76,19 @@ class Forker:
         bounds = ProbeBounds(settings.probe_timeout, settings.probe_memory_limit * 2**20)
         self.probes = ProbeRunner(self.preloader, bounds, self.selector, settings.preload_interval)
         self.table = WorkerTable(self.preloader.approved.matches, settings.worker_cpu_limit)
-        self.reports: dict[int, ChildReader] = {}
         self.link_buffer = FrameBuffer()
         self.drain_at: float | None = None
         self.running = True
+        self.gateway_lost = False
         self.baseline_modules: frozenset[str] = frozenset()
         self.own_children: frozenset[int] = frozenset()
         self.next_sample_at = 0.0
-        self.import_costs: dict[str, float] = {}
-        self.fork_failures = 0
         self.thp_mode = linux.transparent_huge_pages_mode()
         self.memory_reads = {"cheap": 0, "exact": 0}
-        self.limits = WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
-        self.pool = PoolKeeper(settings.warm_workers, self.limits)
+        self.pool = PoolKeeper(
+            settings.warm_workers, WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
+        )
+        self.spawner = Spawner(settings, generation, self.selector, self.table, self.preloader, self.pool, self.send)
 
     def prepare(self) -> None:
         """Warm-up, eager preloads, then collect and freeze: the heap workers share."""
@@ -242,6 +237,9 @@ class Forker:
 
     def _gateway_gone(self) -> None:
         """No gateway, no client: kill every worker and what it started, since nobody reaps after us."""
+        if self.gateway_lost:
+            return
+        self.gateway_lost = True
         log.warning("forker.gateway_gone", workers=len(self.table))
         self.pool.close()
         for pid in self.table.pids():
@@ -250,95 +248,33 @@ class Forker:
         self.running = False
 
     def send(self, message: Message, fds: list[int] | None = None) -> None:
+        """Write to the gateway; a dead link (``EPIPE``) is the gateway gone, cleaned up as at EOF."""
+        if self.gateway_lost:
+            return
         data = frame(message)
-        if fds:
-            sent = socket.send_fds(self.link, [data], fds)
-            data = data[sent:]
-        if data:
-            self.link.sendall(data)
+        try:
+            if fds:
+                sent = socket.send_fds(self.link, [data], fds)
+                data = data[sent:]
+            if data:
+                self.link.sendall(data)
+        except OSError:
+            self._gateway_gone()
 
     def _spawn(self, spawn: Spawn) -> None:
         if self.drain_at is not None:
-            self._refuse(spawn, ErrorCode.FORK_REFUSED, "the forker is draining")
-            return
-        received = time.monotonic()
-        pooled = self.pool.take(spawn)
-        if pooled is not None:
-            self._track_worker(spawn, pooled.pid, pooled.pairs, received, pooled=True)
+            self.spawner.refuse(spawn, ErrorCode.FORK_REFUSED, "the forker is draining")
             return
         try:
-            pairs = ChannelPairs.create()
-        except OSError as exc:
-            self._fork_failed(spawn, "could not make the worker's sockets", exc)
-            return
-        body = worker_body(pairs, spawn, self.limits, self.baseline_modules)
-        try:
-            pid = fork_child(body, pairs.child_fds(), quiet=False)
+            self.spawner.spawn(spawn, self.baseline_modules)
         except ForkRefused as exc:
-            pairs.close_all()
-            self._refuse(spawn, ErrorCode.FORK_REFUSED, str(exc))
             self._retire(f"{exc}; this generation is retired")
-            return
-        except OSError as exc:
-            pairs.close_all()
-            self._fork_failed(spawn, "could not fork a worker", exc)
-            return
-        self._track_worker(spawn, pid, pairs, received)
 
     def _refill_pool(self, now: float) -> None:
         try:
             self.pool.refill(now, self.baseline_modules)
         except ForkRefused as exc:
             self._retire(f"{exc}; this generation is retired")
-
-    def _refuse(self, spawn: Spawn, code: ErrorCode, why: str) -> None:
-        log.error("forker.fork_refused", request_id=spawn.id, code=code.value, reason=why)
-        self.send(Error(id=spawn.id, code=code.value, message=why))
-
-    def _fork_failed(self, spawn: Spawn, what: str, exc: OSError) -> None:
-        self.fork_failures += 1
-        name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-        self._refuse(spawn, ErrorCode.FORK_FAILED, f"{what}: {name} ({exc.strerror})")
-
-    def _track_worker(
-        self, spawn: Spawn, pid: int, pairs: ChannelPairs, started: float, *, pooled: bool = False
-    ) -> None:
-        fork_ms = (time.monotonic() - started) * 1000
-        pairs.close_child_ends()
-        # The gateway sanitised spawn.timeout; the grace lets Airflow's own kill path act first.
-        timeout = min(spawn.timeout + DEADLINE_GRACE_S, self.settings.worker_timeout)
-        worker = Worker(spawn.id, pid, started, started + timeout, fork_ms, spawn.path)
-        worker.extra["generation"] = self.generation
-        worker.extra["pooled"] = pooled
-        self.table.add(worker)
-        report = pairs.parent["report"]
-        report.setblocking(False)
-        self.reports[pid] = ChildReader(report)
-        self.selector.register(report, selectors.EVENT_READ, lambda: self._read_report(pid))
-        started_msg = Started(id=spawn.id, pid=pid, generation=self.generation, fork_ms=fork_ms)
-        self.send(started_msg, pairs.relayed_parent_fds())
-        pairs.close_relayed_parent_ends()
-        log.debug("worker.spawned", request_id=spawn.id, pid=pid, fork_ms=round(fork_ms, 3), pooled=pooled)
-
-    def _read_report(self, pid: int, budget: int | None = None) -> None:
-        reader = self.reports.get(pid)
-        if reader is None:
-            return
-        for message in reader.read() if budget is None else reader.read(budget):
-            if isinstance(message, WorkerReport):
-                self.table.record_report(pid, message)
-                self.preloader.observe_parse(message.modules)
-                self._count_import_costs(message.modules)
-        if not reader.open:
-            self._forget_report(pid)
-
-    def _count_import_costs(self, modules: dict[str, Any]) -> None:
-        """Sum the import time of each unapproved top-level import, for preload advice."""
-        for name, seconds in modules.items():
-            parent = name.rpartition(".")[0]
-            if parent in modules or self.preloader.approved.matches(name) or not seconds:
-                continue
-            self.import_costs[name] = self.import_costs.get(name, 0.0) + float(seconds)
 
     def _read_signals(self) -> None:
         try:
@@ -367,16 +303,10 @@ class Forker:
             return
         if pid not in self.table:
             return
-        self._read_report(pid, FINAL_BUDGET)
-        self._forget_report(pid)
+        self.spawner.read_report(pid, FINAL_BUDGET)
+        self.spawner.forget_report(pid)
         usage = {"cpu_user_s": rusage.ru_utime, "cpu_system_s": rusage.ru_stime, "peak_rss": rusage.ru_maxrss * 1024}
         self._act(self.table.reaped(pid, exit_code, usage, time.monotonic()))
-
-    def _forget_report(self, pid: int) -> None:
-        reader = self.reports.pop(pid, None)
-        if reader is not None:
-            self.selector.unregister(reader.sock)
-            reader.close()
 
     def _act(self, actions: list[Action]) -> None:
         for action in actions:
@@ -428,7 +358,7 @@ class Forker:
 
     def status(self) -> dict[str, Any]:
         memory = linux.smaps_memory()
-        top_costs = sorted(self.import_costs.items(), key=lambda item: -item[1])[:50]
+        top_costs = sorted(self.spawner.import_costs.items(), key=lambda item: -item[1])[:50]
         return {
             "forker": {
                 "pid": self.pid,
@@ -439,7 +369,7 @@ class Forker:
                 "uss": memory.get("uss", 0),
                 "state": "draining" if self.drain_at is not None else "ready",
                 "running": len(self.table),
-                "fork_failures": self.fork_failures,
+                "fork_failures": self.spawner.fork_failures,
                 "memory_reads": dict(self.memory_reads),
                 "pooled": len(self.pool),
                 "pool": self.pool.status(),

@@ -2,13 +2,18 @@
 
 How this works: with ``[zygote] warm_workers`` N, the forker keeps N workers that were forked
 ahead of any request. Each went through :func:`~zygote.forker.children.fork_child`'s prologue (own
-process group, parent-death signal, fds closed), has its channel socketpairs and its limits, and
-blocks reading its report socket. A spawn takes the oldest idle one and writes the ``spawn``
-message to it; the worker then does exactly what a freshly forked worker does with that request
-(:func:`~zygote.forker.worker.worker_body`: the session's environment and ``sys.path``, cwd,
-Airflow's ``_fork_main`` and parse entrypoint), so no DAG code and nothing request-dependent ran
-before the assignment. The loop refills the pool on turns with nothing else to do, so the fork
-is off the request's path.
+process group, parent-death signal, fds closed) and has its channel socketpairs. A pool worker is
+forked for the session ``process`` (environment and ``sys.path``, SPEC.md 4a) that the latest spawn
+carried, keyed by :func:`process_digest`: it adopts that process and runs Airflow's child set-up
+(``_fork_main``) at once, then its target blocks reading its report socket
+(:func:`~zygote.forker.worker.specialised_body`). A spawn takes the oldest idle worker of its own
+digest and writes the request to it; the worker applies what the request decides (limits, cwd,
+path) and runs Airflow's parse entrypoint, so no DAG code and nothing request-dependent ran before
+the assignment. One digest at a time: a spawn of another digest forks, and the idle workers of the
+old one are evicted and replaced. Before any spawn the pool holds unspecialised workers
+(:func:`~zygote.forker.worker.unspecialised_body`, the whole set-up after the assignment): the
+first spawn takes one, and the others are evicted and replaced by workers of its session. The loop refills the pool on turns with nothing else to do, so the
+fork is off the request's path.
 
 An idle worker holds a copy of the forker's heap as it was when forked. Every heap change (a
 promoted preload) bumps :attr:`WarmPool.heap` and evicts every idle worker, so a stale one is never
@@ -20,12 +25,15 @@ it with its forker: an idle worker is never orphaned.
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Callable
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from protocol import FrameBuffer, ProtocolError, Spawn, frame
-from zygote.forker.worker import ChannelPairs, WorkerLimits, worker_body
+from protocol import Spawn, frame
+from zygote.forker.worker import ChannelPairs
 
 ASSIGN_TIMEOUT_S = 1.0
 """How long handing a request to an idle worker may block the loop (it is reading: microseconds)."""
@@ -36,6 +44,8 @@ class PooledWorker:
     pid: int
     pairs: ChannelPairs
     heap: int
+    digest: str | None = None
+    """The session process it adopted before its assignment; None: unspecialised (serves any)."""
 
 
 class WarmPool:
@@ -44,9 +54,12 @@ class WarmPool:
     def __init__(self, size: int) -> None:
         self.size = max(0, size)
         self.heap = 0
+        self.digest: str | None = None
+        """The session process the pool forks workers for: the latest spawn's (None before any)."""
         self.closed = False
         self.handed_out = 0
         self.evicted = 0
+        self.specialisations = 0
         self._idle: dict[int, PooledWorker] = {}
         self._dying: set[int] = set()
 
@@ -60,19 +73,42 @@ class WarmPool:
         """Every pool process not yet reaped (idle or evicted)."""
         return [*self._idle, *self._dying]
 
+    def specialised(self) -> int:
+        """Idle workers set up for the latest spawn's session (the rest are unspecialised)."""
+        return sum(1 for w in self._idle.values() if w.digest is not None and w.digest == self.digest)
+
     def wanted(self) -> bool:
         return not self.closed and len(self._idle) < self.size
 
     def add(self, worker: PooledWorker) -> None:
         self._idle[worker.pid] = worker
 
-    def take(self) -> PooledWorker | None:
-        """The oldest idle worker forked from the current heap, no longer counted as pooled."""
+    def take(self, digest: str) -> PooledWorker | None:
+        """The oldest idle worker of the current heap that can serve a spawn of session ``digest``.
+
+        That is one set up for it, or an unspecialised one (only before the first spawn, see
+        :meth:`specialise`). Call :meth:`specialise` after: the take comes first so the very first
+        spawn still finds an unspecialised worker.
+        """
         for pid, worker in self._idle.items():
-            if worker.heap == self.heap:
+            if worker.heap == self.heap and worker.digest in (digest, None):
                 self.handed_out += 1
                 return self._idle.pop(pid)
         return None
+
+    def specialise(self, digest: str) -> list[PooledWorker]:
+        """Spawns now come from session ``digest``: evict every idle worker not set up for it.
+
+        One session at a time, the latest: the loop kills what this returns and refills for it.
+        """
+        if digest == self.digest:
+            return []
+        self.digest = digest
+        self.specialisations += 1
+        stale = [w for w in self._idle.values() if w.digest != digest]
+        for worker in stale:
+            del self._idle[worker.pid]
+        return self._evicted(stale)
 
     def heap_changed(self) -> list[PooledWorker]:
         """The forker's heap changed: every idle worker is stale; the loop kills what this returns."""
@@ -92,47 +128,25 @@ class WarmPool:
     def _evict_all(self) -> list[PooledWorker]:
         evicted = list(self._idle.values())
         self._idle.clear()
-        self._dying.update(worker.pid for worker in evicted)
-        self.evicted += len(evicted)
-        return evicted
+        return self._evicted(evicted)
+
+    def _evicted(self, workers: list[PooledWorker]) -> list[PooledWorker]:
+        self._dying.update(worker.pid for worker in workers)
+        self.evicted += len(workers)
+        return workers
 
 
-def pooled_body(pairs: ChannelPairs, limits: WorkerLimits, baseline_modules: frozenset[str]) -> Callable[[], int]:
-    """The body of a pool worker: wait for the request, then be an ordinary worker for it."""
-
-    def body() -> int:
-        spawn = await_assignment(pairs.child["report"])
-        if spawn is None:  # evicted or the forker is gone: nothing ran, nothing to report
-            return 0
-        return worker_body(pairs, spawn, limits, baseline_modules)()
-
-    return body
-
-
-def await_assignment(report: socket.socket) -> Spawn | None:
-    """Block until the forker writes one ``spawn`` on the report socket; None at EOF or garbage."""
-    buffer = FrameBuffer()
-    while True:
-        try:
-            data = report.recv(1 << 16)
-        except InterruptedError:
-            continue
-        except OSError:
-            return None
-        if not data:
-            return None
-        try:
-            messages = buffer.feed(data)
-        except ProtocolError:
-            return None
-        if messages:
-            first = messages[0]
-            return first if isinstance(first, Spawn) else None
+def process_digest(process: Mapping[str, Any]) -> str:
+    """A stable key of a session's ``process`` (environment and ``sys.path``): equal dicts, equal keys."""
+    encoded = json.dumps(process, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
 
 
 def assign(worker: PooledWorker, spawn: Spawn) -> bool:
     """Hand ``spawn`` to an idle worker; False if it could not take it (gone, or not reading)."""
     report = worker.pairs.parent["report"]
+    if worker.digest is not None:  # it adopted the session's process already: the request alone
+        spawn = dataclasses.replace(spawn, process={})
     try:
         report.settimeout(ASSIGN_TIMEOUT_S)
         report.sendall(frame(spawn))

@@ -1,7 +1,8 @@
 """The forker's side of the warm pool: forking pool workers, handing requests to them, killing idle ones.
 
 The loop calls :meth:`PoolKeeper.refill` on turns with nothing else to do, :meth:`PoolKeeper.take`
-for each spawn, and :meth:`PoolKeeper.close` / :meth:`PoolKeeper.heap_changed` when the idle
+for each spawn (which also re-specialises the pool when the spawn's session process differs from
+the one its workers adopted), and :meth:`PoolKeeper.close` / :meth:`PoolKeeper.heap_changed` when the idle
 workers must go; :class:`~zygote.forker.pool.WarmPool` keeps the books. Killed pool workers are
 reaped by the loop like any child and reported back through :meth:`PoolKeeper.reaped`.
 """
@@ -14,8 +15,8 @@ from typing import Any
 from protocol import Spawn
 from zygote import linux
 from zygote.forker.children import ForkRefused, fork_child
-from zygote.forker.pool import PooledWorker, WarmPool, assign, pooled_body
-from zygote.forker.worker import ChannelPairs, WorkerLimits
+from zygote.forker.pool import PooledWorker, WarmPool, assign, process_digest
+from zygote.forker.worker import ChannelPairs, WorkerLimits, specialised_body, unspecialised_body
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -30,6 +31,8 @@ class PoolKeeper:
     def __init__(self, size: int, limits: WorkerLimits) -> None:
         self.pool = WarmPool(size)
         self.limits = limits
+        self.session: Spawn | None = None
+        """The latest spawn: its session's process (and cwd) is what pool workers adopt before their assignment."""
         self.next_refill_at = 0.0
 
     def __len__(self) -> int:
@@ -55,8 +58,13 @@ class PoolKeeper:
         except OSError as exc:
             self._fork_failed(now, exc)
             return
+        digest, session = self.pool.digest, self.session
+        if digest is None or session is None:
+            body = unspecialised_body(pairs, self.limits, baseline_modules)
+        else:
+            body = specialised_body(pairs, session, self.limits, baseline_modules)
         try:
-            pid = fork_child(pooled_body(pairs, self.limits, baseline_modules), pairs.child_fds(), quiet=False)
+            pid = fork_child(body, pairs.child_fds(), quiet=False)
         except ForkRefused:
             pairs.close_all()
             raise
@@ -65,11 +73,32 @@ class PoolKeeper:
             self._fork_failed(now, exc)
             return
         pairs.close_child_ends()
-        self.pool.add(PooledWorker(pid, pairs, self.pool.heap))
+        self.pool.add(PooledWorker(pid, pairs, self.pool.heap, digest))
 
     def take(self, spawn: Spawn) -> PooledWorker | None:
-        """An idle worker of the current heap that accepted ``spawn``; None: fork one instead."""
-        while (pooled := self.pool.take()) is not None:
+        """An idle worker of the current heap and ``spawn``'s session that accepted it; None: fork one.
+
+        A spawn of another session than the pool's re-specialises it (after the take, so the first
+        spawn of a generation still finds an unspecialised worker): its idle workers are killed and
+        the refills adopt the new session's process.
+        """
+        digest = self._digest(spawn)
+        taken = self._take(digest, spawn)
+        self.session = spawn
+        if digest != self.pool.digest:
+            stale = self.pool.specialise(digest)
+            _kill(stale)
+            log.info("pool.specialised", evicted=len(stale), specialisations=self.pool.specialisations)
+        return taken
+
+    def _digest(self, spawn: Spawn) -> str:
+        """``spawn``'s session key; a ``process`` equal to the latest one's (the usual case) is not hashed again."""
+        if self.session is not None and self.pool.digest is not None and spawn.process == self.session.process:
+            return self.pool.digest
+        return process_digest(spawn.process)
+
+    def _take(self, digest: str, spawn: Spawn) -> PooledWorker | None:
+        while (pooled := self.pool.take(digest)) is not None:
             if assign(pooled, spawn):
                 return pooled
             log.warning("pool.assign_failed", pid=pooled.pid, request_id=spawn.id)
@@ -96,6 +125,8 @@ class PoolKeeper:
         return {
             "size": self.pool.size,
             "idle": len(self.pool),
+            "specialised": self.pool.specialised(),
+            "specialisations": self.pool.specialisations,
             "handed_out": self.pool.handed_out,
             "evicted": self.pool.evicted,
             "pids": self.pool.pids(),

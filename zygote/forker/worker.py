@@ -7,6 +7,11 @@ After :func:`~zygote.forker.children.fork_child`'s prologue, the worker takes on
 of the dag-processor would have inherited (``spawn.process``: its environment and ``sys.path``;
 SPEC.md 4a), applies its limits, and calls ``supervisor._fork_main`` with
 ``processor._parse_file_entrypoint``: from there on it is stock Airflow code, ending in ``os._exit``.
+
+Three bodies, one sequence: :func:`worker_body` is forked for a request; a warm-pool worker
+(ADR 0006) is forked ahead of one, either :func:`specialised_body` (the session's process adopted
+and ``_fork_main`` run before the request, whose target waits for it) or :func:`unspecialised_body`
+(forked before any session was seen: it waits first, then does what :func:`worker_body` does).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from protocol import CHANNELS, Spawn, WorkerReport, frame
+from protocol import CHANNELS, FrameBuffer, ProtocolError, Spawn, WorkerReport, frame
 from zygote import linux
 from zygote.forker.measure import GcTimer, ImportTimer
 
@@ -76,24 +81,106 @@ def worker_body(
     baseline_modules: frozenset[str],
     target: Callable[[], None] | None = None,
 ) -> Callable[[], int]:
-    """The body :func:`~zygote.forker.children.fork_child` runs in the worker (it never returns)."""
+    """The body :func:`~zygote.forker.children.fork_child` runs in a worker forked for ``spawn``."""
 
     def body() -> int:
-        child = pairs.child
         adopt_process(spawn.process)
-        # SIGXCPU at the soft limit (Airflow names that signal); SIGKILL a second later if handled.
-        linux.set_rlimit(_rlimit("RLIMIT_CPU"), limits.cpu_seconds, limits.cpu_seconds + 1)
-        linux.set_rlimit(_rlimit("RLIMIT_NOFILE"), limits.open_files)
-        _enter_cwd(spawn.cwd)
-        os.dup2(child["crash"].fileno(), 2)
-        entrypoint = target or _parse_entrypoint(spawn.path, child["logs"])
-        run = _reporting(entrypoint, child["report"], baseline_modules)
-        from airflow.sdk.execution_time.supervisor import _fork_main
-
-        _fork_main(child["requests"], child["stdout"], child["stderr"], child["logs"].fileno(), run)
-        return 0  # not reached: _fork_main ends the process
+        apply_request(spawn, limits)
+        entrypoint = target or _parse_entrypoint(spawn.path, pairs.child["logs"])
+        return supervised(pairs, lambda: entrypoint, baseline_modules)
 
     return body
+
+
+def specialised_body(
+    pairs: ChannelPairs,
+    session: Spawn,
+    limits: WorkerLimits,
+    baseline_modules: frozenset[str],
+) -> Callable[[], int]:
+    """A pool worker pre-specialised for the session of ``session``, its latest spawn (ADR 0006).
+
+    It becomes that session's child (``process``, and the spawn's cwd, which a session keeps) and
+    runs Airflow's child set-up before any request exists; ``_fork_main``'s target then waits for
+    the assignment and applies what the request decides (limits, cwd, path, the pre-import step).
+    At EOF (evicted, forker gone) it exits at once.
+    """
+
+    def body() -> int:
+        adopt_process(session.process)
+        _enter_cwd(session.cwd)
+        logs = pairs.child["logs"]
+
+        def assigned() -> Callable[[], None]:
+            spawn = await_assignment(pairs.child["report"])
+            if spawn is None:  # nothing was assigned: nothing to report, no atexit handler to run
+                os._exit(0)
+            apply_request(spawn, limits)
+            return _parse_entrypoint(spawn.path, logs)
+
+        return supervised(pairs, assigned, baseline_modules)
+
+    return body
+
+
+def unspecialised_body(
+    pairs: ChannelPairs, limits: WorkerLimits, baseline_modules: frozenset[str]
+) -> Callable[[], int]:
+    """A pool worker forked before the forker knew any session: it waits, then is a fresh worker."""
+
+    def body() -> int:
+        spawn = await_assignment(pairs.child["report"])
+        if spawn is None:  # evicted or the forker is gone: nothing ran, nothing to report
+            return 0
+        return worker_body(pairs, spawn, limits, baseline_modules)()
+
+    return body
+
+
+def await_assignment(report: socket.socket) -> Spawn | None:
+    """Block until the forker writes one ``spawn`` on the report socket; None at EOF or garbage."""
+    buffer = FrameBuffer()
+    while True:
+        try:
+            data = report.recv(1 << 16)
+        except InterruptedError:
+            continue
+        except OSError:
+            return None
+        if not data:
+            return None
+        try:
+            messages = buffer.feed(data)
+        except ProtocolError:
+            return None
+        if messages:
+            first = messages[0]
+            return first if isinstance(first, Spawn) else None
+
+
+def supervised(
+    pairs: ChannelPairs, assigned: Callable[[], Callable[[], None]], baseline_modules: frozenset[str]
+) -> int:
+    """Airflow's child set-up (``_fork_main``), then the target ``assigned`` returns, measured.
+
+    The crash channel goes on fd 2 first: ``_fork_main`` keeps a copy of fd 2 as its last-chance
+    stderr, which the client copies to the dag-processor's stderr as stock's parent does.
+    """
+    child = pairs.child
+    os.dup2(child["crash"].fileno(), 2)
+    run = _reporting(assigned, child["report"], baseline_modules)
+    from airflow.sdk.execution_time.supervisor import _fork_main
+
+    _fork_main(child["requests"], child["stdout"], child["stderr"], child["logs"].fileno(), run)
+    return 0  # not reached: _fork_main ends the process
+
+
+def apply_request(spawn: Spawn, limits: WorkerLimits) -> None:
+    """What a request decides in the worker before Airflow's entrypoint: its limits and cwd."""
+    # SIGXCPU at the soft limit (Airflow names that signal); SIGKILL a second later if handled.
+    linux.set_rlimit(_rlimit("RLIMIT_CPU"), limits.cpu_seconds, limits.cpu_seconds + 1)
+    linux.set_rlimit(_rlimit("RLIMIT_NOFILE"), limits.open_files)
+    _enter_cwd(spawn.cwd)
 
 
 def adopt_process(process: Mapping[str, Any]) -> None:
@@ -152,16 +239,20 @@ def _enter_cwd(cwd: str) -> None:
         os.chdir(cwd)
 
 
-def _reporting(target: Callable[[], None], report: socket.socket, baseline: frozenset[str]) -> Callable[[], None]:
-    """Wrap ``target`` so the worker sends its measurements however the target ends."""
+def _reporting(
+    assigned: Callable[[], Callable[[], None]], report: socket.socket, baseline: frozenset[str]
+) -> Callable[[], None]:
+    """Wrap the target ``assigned`` returns so the worker sends its measurements however it ends."""
     imports = ImportTimer()
     gc_timer = GcTimer()
     imports.install()
     gc_timer.install()
 
     def run() -> None:
-        start = time.monotonic()  # Airflow's child set-up is done: its parse entrypoint runs now
+        start = time.monotonic()
         try:
+            target = assigned()
+            start = time.monotonic()  # set-up done, request applied: Airflow's parse entrypoint runs now
             target()
         finally:
             _send_report(report, imports, gc_timer, baseline, start)
