@@ -29,11 +29,9 @@ PYTEST_WORKERS ?= 2
 PYTEST_DIST := -n $(PYTEST_WORKERS) --dist loadfile
 
 # The whole suite; pytest exits non-zero when no test ran (5; 3 from xdist when -m deselects every
-# test), and that fails the target. Files go to the workers in collection order, which
-# tests/conftest.py makes "real-process files first": the long files start at once and the quick unit
-# files fill the gaps, so neither worker runs a long file alone at the end.
+# test), and that fails the target.
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_DIST) --no-loadscope-reorder $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_DIST) $(PYTEST_ARGS)
 
 # Production-fault scenarios (issue 12): real dag-processors under symlink swaps, stalls, outages, a
 # frozen dag-processor, fork failures and a soak beside stock Airflow. Deselected from `make test`.

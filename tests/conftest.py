@@ -146,19 +146,6 @@ def driver(tmp_path: Path, migrated_db: Path) -> ParseDriver:
     return ParseDriver(logs)
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Files with real-process (``e2e``) tests first, each file's tests kept together and in order.
-
-    ``make test`` hands out whole files to two workers in this order (``--dist loadfile
-    --no-loadscope-reorder``): the slow files start first and the many quick unit files fill the
-    gaps at the end, so both workers finish together instead of one running a long end-to-end file
-    alone after the other ran out of work (xdist's default order puts files with the most tests first).
-    """
-    slow_files = {item.path for item in items if item.get_closest_marker("e2e")}
-    position = {path: index for index, path in enumerate(dict.fromkeys(item.path for item in items))}
-    items.sort(key=lambda item: (item.path not in slow_files, position[item.path]))
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Leave nothing behind in /tmp: the session's Airflow home and socket directories."""
     for directory in [str(_SESSION_HOME), *SOCKET_DIRS]:
