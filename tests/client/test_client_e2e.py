@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ SHARED_SETTINGS = {
     "AIRFLOW__DAG_PROCESSOR__DAG_VERSION_INFLATION_CHECK_LEVEL": "error",
     "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "4",
     "AIRFLOW__LOGGING__DAG_PROCESSOR_LOG_TARGET": "file",
+    # The defaults (30 s per import, 50 s per parse) kill parses on a loaded 2-core CI machine and the
+    # killed files then differ between the two runs; no row depends on these limits.
+    "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "300",
+    "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
 }
 
 
@@ -49,7 +54,6 @@ def _home(tmp_path: Path, name: str, migrated_db: Path, dags: Path, base: dict[s
             "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "bundles"),
         }
     )
-    seed_variables_and_connections(env)
     return env
 
 
@@ -61,16 +65,31 @@ def _run(argv: list[str], env: dict[str, str], log: Path) -> str:
     return text
 
 
+def _stock_side(env: dict[str, str], log: Path) -> str:
+    seed_variables_and_connections(env)
+    return _run([AIRFLOW, "dag-processor", "-n", "1"], env, log)
+
+
+def _zygote_side(env: dict[str, str], log: Path, zygote_factory: Any) -> tuple[str, Any]:
+    seed_variables_and_connections(env)
+    zygote = zygote_factory(env)
+    return _run([AIRFLOW, "zygote", "dag-processor", "-n", "1"], env, log), zygote
+
+
 @pytest.fixture
 def two_runs(tmp_path: Path, migrated_db: Path, airflow_env: dict[str, str], zygote_factory: Any) -> dict[str, Any]:
+    """Both dag-processors at once: they share nothing but the read-only DAG folder, and each side's
+    set-up (its seeded DB, the zygote's start) is on its own side, so neither waits for the other."""
     dags = tmp_path / "corpus"
     build_dag_folder(dags)
     stock_env = _home(tmp_path, "stock", migrated_db, dags, airflow_env)
     zygote_env = _home(tmp_path, "zygote", migrated_db, dags, airflow_env)
     zygote_env["AIRFLOW__ZYGOTE__SOCKET"] = socket_endpoint()
-    stock_log = _run([AIRFLOW, "dag-processor", "-n", "1"], stock_env, tmp_path / "stock.log")
-    zygote = zygote_factory(zygote_env)
-    zygote_log = _run([AIRFLOW, "zygote", "dag-processor", "-n", "1"], zygote_env, tmp_path / "zygote-dp.log")
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stock = pool.submit(_stock_side, stock_env, tmp_path / "stock.log")
+        ours = pool.submit(_zygote_side, zygote_env, tmp_path / "zygote-dp.log", zygote_factory)
+        stock_log = stock.result()
+        zygote_log, zygote = ours.result()
     return {
         "stock_db": Path(stock_env["AIRFLOW_HOME"]) / "airflow.db",
         "zygote_db": Path(zygote_env["AIRFLOW_HOME"]) / "airflow.db",
