@@ -92,11 +92,11 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "warm_workers",
         "integer",
-        "0",
+        "4",
         "4",
         "Workers the forker keeps pre-forked, waiting for a request (a warm pool): a request takes one "
         "instead of waiting for a fork, and the pool is refilled between requests. They do not count "
-        "against ``max_workers`` until they take a request. 0: fork per request. Opt-in for now (ADR 0006).",
+        "against ``max_workers`` until they take a request. 0: fork per request (ADR 0006).",
     ),
     Option(
         "worker_timeout",
@@ -278,7 +278,7 @@ class Settings:
     curve_allowed_clients: tuple[str, ...] = ()
     max_workers: int = 16
     max_queued: int = 8
-    warm_workers: int = 0
+    warm_workers: int = 4
     worker_timeout: float = 900.0
     worker_memory_limit: int = 0
     worker_cpu_limit: int = 0
