@@ -68,6 +68,16 @@ def frozen_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gc, "freeze", gc.collect)  # do not freeze pytest's own heap
 
 
+def _seen_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Preloader:
+    """A preloader whose one approved module, a tiny file, one parse imported in 10 ms."""
+    (tmp_path / f"{name}.py").write_text("VALUE = 1\n")
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    preloader = Preloader(ApprovedPatterns(["zt_pv_*"]), [], "", cost_per_mib_ms=0.05)
+    preloader.observe_parse({name: 0.01})
+    return preloader
+
+
 def _package(root: Path, name: str) -> None:
     package = root / name
     package.mkdir()
@@ -116,11 +126,7 @@ def test_worthy_modules_are_promoted_and_bring_their_submodules_the_rest_wait_wi
 def test_a_module_not_worth_it_stays_verified_until_parses_make_it_worth_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "zt_pv_grows.py").write_text("VALUE = 1\n")
-    monkeypatch.delitem(sys.modules, "zt_pv_grows", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    preloader = Preloader(ApprovedPatterns(["zt_pv_*"]), [], "", cost_per_mib_ms=0.05)
-    preloader.observe_parse({"zt_pv_grows": 0.01})
+    preloader = _seen_once(tmp_path, monkeypatch, "zt_pv_grows")
     for _ in range(99):
         preloader.observe_parse({})
     _verified(preloader, "zt_pv_grows", 81 * MIB)  # costs 4 ms a parse; saves 0.1 ms
@@ -197,11 +203,7 @@ def test_library_faults_found_by_a_probe_are_remembered_host_limits_are_not(tmp_
 def test_a_round_with_nothing_to_probe_judges_worth_once_and_promotes_what_grew(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "zt_pv_later.py").write_text("VALUE = 1\n")
-    monkeypatch.delitem(sys.modules, "zt_pv_later", raising=False)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    preloader = Preloader(ApprovedPatterns(["zt_pv_*"]), [], "", cost_per_mib_ms=0.05)
-    preloader.observe_parse({"zt_pv_later": 0.01})
+    preloader = _seen_once(tmp_path, monkeypatch, "zt_pv_later")
     preloader.take_batch()
     _verified(preloader, "zt_pv_later", 81 * MIB)
     preloader.on_probe_end(["zt_pv_later"], "", CLEAN_FORK)
