@@ -229,9 +229,9 @@ class StockRunner:
         every steady round would flatter the zygote; this is done untimed, before the pass.
         """
         assert self._pre_import is not None, "make_manager first"
-        quiet = structlog.get_logger("zygote.bench.carry_over")
+        logger = structlog.get_logger("zygote.bench.carry_over")  # its warnings go to the side's log
         for path in sorted(dags_folder.rglob("*.py")):
-            self._pre_import(str(path), quiet)
+            self._pre_import(str(path), logger)
 
     def manager_side_seconds(self, dags_folder: Path) -> dict[str, float]:
         """Pre-import time per file (relative path), spent in the manager before each fork."""
