@@ -138,7 +138,9 @@ def test_a_stalled_zygote_never_blocks_the_manager_and_every_file_is_parsed(
             f"slowest start {max(stalled.starts_s) * 1000:.1f} ms"
         )
         assert max(healthy.starts_s + stalled.starts_s) < START_BOUND_S
-        assert stalled.wall_s <= 2 * healthy.wall_s + connection.settings.spawn_timeout
+        # At most two waits for the stalled zygote (the first request, then one probe a couple of
+        # heartbeats later); local children fork from this process, slower than warm pool workers.
+        assert stalled.wall_s <= 2 * healthy.wall_s + 2 * connection.settings.spawn_timeout
         assert not connection.ledger.open_ids
     finally:
         connection.close()
