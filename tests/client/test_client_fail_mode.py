@@ -91,6 +91,39 @@ def test_an_outage_under_fail_keeps_callbacks_and_never_makes_dags_stale(
     assert "zygote.relay_crashed" not in text
 
 
+def test_a_file_the_zygote_refuses_at_once_never_stops_the_dag_processor(
+    airflow_env: dict[str, str], zygote_factory: Any, tmp_path: Path
+) -> None:
+    """A refusal can reach the relay before the manager wrote the parse request: the write must not kill it.
+
+    Found by CI: git-sync deleted a queued file, the zygote refused its path within a millisecond, the
+    relay closed the local sockets, and the manager's ``DagFileParseRequest`` write hit a broken pipe
+    that ended the dag-processor. A symlink escaping the roots is refused on every attempt.
+    """
+    dags = Path(airflow_env["AIRFLOW__CORE__DAGS_FOLDER"])
+    (dags / "good.py").write_text(simple_dag("good"))
+    outside = tmp_path / "outside.py"
+    outside.write_text(simple_dag("outside"))
+    (dags / "escape.py").symlink_to(outside)
+    env = {**airflow_env, "AIRFLOW__ZYGOTE__FALLBACK": "fail", "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "0"}
+    zygote = zygote_factory(env)
+    log = tmp_path / "refused.log"
+    processor = _dag_processor(env, log)
+    try:
+
+        def refused_often() -> bool:
+            assert processor.poll() is None, f"the dag-processor exited:\n{log.read_text(errors='replace')[-3000:]}"
+            counts = zygote.status(timeout=10)["requests"]
+            return counts.get("rejected_path", 0) >= 30 and counts.get("exited", 0) >= 5
+
+        wait_for(refused_often, 240, "30 refusals and 5 parses of the good file", interval=0.5)
+        assert processor.poll() is None
+        assert [row[0] for row in dag_rows(Path(env["AIRFLOW_HOME"]) / "airflow.db")] == ["good"]
+    finally:
+        stop_processor(processor)
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
 def _file_logs(env: dict[str, str]) -> str:
     logs = Path(env["AIRFLOW_HOME"]) / "logs" / "dag_processor"
     return "".join(path.read_text(errors="replace") for path in logs.rglob("*.log")) if logs.exists() else ""

@@ -59,35 +59,45 @@ def _matches_commit(home: FaultHome, commit: int) -> bool:
     )
 
 
-def _wait_commit(home: FaultHome, commit: int, zygote: Any, timeout: float) -> None:
+def _wait_commit(home: FaultHome, commit: int, zygote: Any, processor: DagProcessor, timeout: float) -> None:
     try:
         wait_for(lambda: _matches_commit(home, commit), timeout, f"commit {commit}'s DAGs in the DB", interval=0.5)
     except AssertionError as exc:
         errors = [stack[-300:] for _, stack in home.import_errors()]
         raise AssertionError(
             f"{exc}: zygote requests {requests(zygote)}, active DAGs {sorted(home.active_dags())}, "
-            f"common's tasks {_latest_tasks(home, 'common')[:200]}, import errors {errors}"
+            f"common's tasks {_latest_tasks(home, 'common')[:200]}, import errors {errors}, "
+            f"dag-processor alive {processor.alive()}\n--- its log:\n{processor.log_text()[-5000:]}"
+            f"\n--- the zygote's log:\n{zygote.log_text()[-5000:]}"
         ) from None
 
 
+def _assert_only_deleted_files_refused(zygote: Any) -> None:
+    """A file queued before a swap and deleted with the old tree is refused (it is gone); nothing else is."""
+    refused = [e["file"] for e in zygote.events("request.finished") if e.get("outcome") == "rejected_path"]
+    assert not [path for path in refused if os.path.exists(path)], refused
+
+
 def _run_swaps(home: FaultHome, link: Path, worktree: Any, zygote: Any, processor: DagProcessor) -> None:
-    _wait_commit(home, 0, zygote, 120)
+    _wait_commit(home, 0, zygote, processor, 120)
     for commit in range(1, SWAPS + 1):
         old = link.resolve()
         new = worktree(commit)
         _write_commit(new, home.marker, commit)
         _swap(link, new.parent if new.name == "dags" else new)
         shutil.rmtree(old.parent if old.name == "dags" else old)
-        _wait_commit(home, commit, zygote, 60)
+        _wait_commit(home, commit, zygote, processor, 60)
         assert processor.alive()
-        assert "rejected_path" not in requests(zygote)
+        _assert_only_deleted_files_refused(zygote)
     parses = home.parses()
     assert parses and all(parse.ppid != processor.pid for parse in parses)  # no local parse at all
     # A parse in its marker file may still be running when status is read: wait for it to end.
     wait_for(lambda: sum(requests(zygote).values()) >= len(parses), 60, "the zygote to count every marked parse")
     counts = requests(zygote)
-    assert not REFUSALS & set(counts), counts  # every parse went to a zygote worker (fallback = fail)
-    assert "zygote.unavailable" not in processor.log_text()
+    _assert_only_deleted_files_refused(zygote)
+    assert not (REFUSALS - {"rejected_path"}) & set(counts), counts  # every parse went to a worker (fallback = fail)
+    unavailable = [line for line in processor.log_text().splitlines() if "zygote.unavailable" in line]
+    assert all("rejected_path" in line for line in unavailable), unavailable
 
 
 def test_git_sync_worktree_swaps_under_fallback_fail(

@@ -63,7 +63,14 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         proc.kept_callbacks = list(callbacks)
         tracker.watch_pid(proc._learn_pid)
         connection.submit(spawn, channels, tracker)
-        proc._on_child_started(callbacks, path, bundle_path, bundle_name)
+        try:
+            proc._on_child_started(callbacks, path, bundle_path, bundle_name)
+        except OSError:
+            # The relay may end the request before this write (a refusal in the same instant, under
+            # ``fallback = fail``): it publishes the exit before closing the sockets, so a broken
+            # pipe here with an exit published is that ending, already recorded, not a fault.
+            if not tracker.exited:
+                raise
         return proc
 
     @classmethod
