@@ -301,6 +301,8 @@ def _run_program(hostile: Hostile, client: HostileClient, program: list[tuple[st
     for kind, parts in program:
         if kind == "raw":
             client.send_raw(*parts)
+            if len(parts) == 1 and _decodes_to(parts[0], Spawn):
+                ledger.raw_spawns[decode(parts[0]).id] += 1
             continue
         request_id = f"fz-{next(_fuzz_ids)}"
         ledger.spawn(request_id, hostile.canary_path, timeout=5.0)
