@@ -23,7 +23,9 @@ from zygote_harness import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults, pytest.mark.timeout(420)]
 
-SWAPS = 3
+SWAPS = 8
+NO_WRITE_THROTTLE = {"AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0"}
+"""Stock rewrites a changed DAG at most every 30 s: a commit's new task would show only then."""
 
 
 def _write_commit(folder: Path, marker: Path, commit: int) -> None:
@@ -105,7 +107,7 @@ def test_git_sync_worktree_swaps_under_fallback_fail(
 ) -> None:
     sync_root = tmp_path / "git-sync"
     worktrees = sync_root / ".worktrees"
-    home = make_home("side", dags=sync_root / "repo" / "dags", AIRFLOW__ZYGOTE__FALLBACK="fail")
+    home = make_home("side", dags=sync_root / "repo" / "dags", AIRFLOW__ZYGOTE__FALLBACK="fail", **NO_WRITE_THROTTLE)
     _write_commit(worktrees / "sha0" / "dags", home.marker, 0)
     os.symlink(worktrees / "sha0", sync_root / "repo")
     zygote = zygote_factory(home.env)
@@ -118,7 +120,7 @@ def test_release_symlink_swaps_under_fallback_fail(
 ) -> None:
     deploy = tmp_path / "deploy"
     releases = deploy / "releases"
-    home = make_home("side", dags=deploy / "current", AIRFLOW__ZYGOTE__FALLBACK="fail")
+    home = make_home("side", dags=deploy / "current", AIRFLOW__ZYGOTE__FALLBACK="fail", **NO_WRITE_THROTTLE)
     _write_commit(releases / "0", home.marker, 0)
     os.symlink(releases / "0", deploy / "current")
     zygote = zygote_factory(home.env)
