@@ -435,13 +435,17 @@ def run_raw_parse(
     first_frame: bytes | None = None,
     timeout: float = 60.0,
     spawn_timeout: float = 60.0,
+    early: bool = False,
 ) -> RawParse:
     """Spawn, feed the parse request, answer the worker's result frame, until the terminal reply.
 
     The parse request is built before the spawn: building it imports Airflow's processor module into
-    this process the first time, which on a loaded machine outlasts a short parse deadline."""
+    this process the first time, which on a loaded machine outlasts a short parse deadline. ``early``
+    sends it right after the spawn (the gateway holds it for the worker), as the thin client does."""
     request = first_frame or parse_request_frame(str(path), str(path.parent))
     client.send(spawn_message(request_id, path, spawn_timeout))
+    if early:
+        client.send(Input(id=request_id, data=request))
     parse = RawParse(request_id)
     frames = _FrameReader()
     deadline = time.monotonic() + timeout
@@ -454,7 +458,8 @@ def run_raw_parse(
             continue
         if isinstance(message, Started):
             parse.started = message
-            client.send(Input(id=request_id, data=request))
+            if not early:
+                client.send(Input(id=request_id, data=request))
         elif isinstance(message, Output):
             _on_output(client, parse, frames, message)
         elif isinstance(message, (Exited, Error)) and (not isinstance(message, Error) or _terminal(message)):

@@ -19,7 +19,8 @@ from dagfiles import simple_dag, write
 from hostile_support import Hostile, HostileClient, RawLedger, hostile_zygote, parse_request_frame, run_raw_parse
 from zygote_harness import ParseDriver, pid_alive, spawn_message, wait_for
 
-from protocol import Error, Signal, Spawn
+from protocol import Error, Input, Signal, Spawn
+from zygote.gateway.relay import MAX_PENDING_INPUT
 
 pytestmark = pytest.mark.e2e
 
@@ -169,20 +170,45 @@ FIRST_FRAMES = {
 }
 
 
+@pytest.mark.parametrize("early", [False, True], ids=["after_started", "with_the_spawn"])
 @pytest.mark.parametrize("kind", sorted(FIRST_FRAMES))
 def test_first_frame_must_ask_for_the_spawned_file(
-    hostile: Hostile, client: HostileClient, outside: Path, kind: str
+    hostile: Hostile, client: HostileClient, outside: Path, kind: str, early: bool
 ) -> None:
-    """The worker parses what its first frame names: a spawn of an allowed path cannot smuggle another."""
+    """The worker parses what its first frame names: a spawn of an allowed path cannot smuggle another.
+
+    The gate holds whether the frame follows ``started`` or the spawn itself (held for the worker)."""
     base = hostile.baseline()
     frame = FIRST_FRAMES[kind](hostile, outside)
-    parse = run_raw_parse(client, f"smuggle-{kind}", hostile.canary_path, first_frame=frame)
+    parse = run_raw_parse(client, f"smuggle-{kind}-{early}", hostile.canary_path, first_frame=frame, early=early)
     assert isinstance(parse.terminal, Error) and parse.terminal.code == "rejected_path", parse.describe()
     assert parse.started is not None
     wait_for(lambda: not pid_alive(parse.started.pid), 10, "the worker to be killed")
     assert not (outside.parent / "outside-was-parsed").exists()
     if kind == "other_file":
         assert str(outside) in parse.terminal.message
+    hostile.assert_recovered(base)
+
+
+def test_a_first_frame_sent_with_the_spawn_is_parsed(hostile: Hostile, client: HostileClient) -> None:
+    base = hostile.baseline()
+    parse = run_raw_parse(client, "early-1", hostile.canary_path, early=True)
+    assert getattr(parse.terminal, "exit_code", None) == 0, parse.describe()
+    assert hostile.canary_dag_id.encode() in parse.outputs["requests"]
+    hostile.assert_recovered(base)
+
+
+def test_input_before_the_worker_has_the_same_bound(hostile: Hostile, client: HostileClient) -> None:
+    """A flood sent with the spawn is bounded: ``oversized`` while held, or refused by the gate once started."""
+    base = hostile.baseline()
+    ledger = RawLedger(client)
+    ledger.spawn("early-flood", hostile.canary_path)
+    chunk = b"\0" * (1024 * 1024)
+    for _ in range(MAX_PENDING_INPUT // len(chunk) + 1):
+        client.send(Input(id="early-flood", data=chunk))
+    ledger.assert_balanced()
+    codes = [error.code for error in ledger.errors if error.id == "early-flood" and error.code != "unknown_id"]
+    assert len(codes) == 1 and codes[0] in ("oversized", "rejected_path"), codes
     hostile.assert_recovered(base)
 
 

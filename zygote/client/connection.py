@@ -106,10 +106,11 @@ class ZygoteConnection:
         self.ledger.record(request_id, path, admission.kind, admission.detail)
         return ZygoteUnavailable(admission.kind, admission.detail)
 
-    def submit(self, spawn: Spawn, channels: LocalChannels, tracker: RemoteTracker) -> None:
-        """Queue an admitted request; the relay sends it, its pid and output arrive later."""
+    def submit(self, spawn: Spawn, channels: LocalChannels, tracker: RemoteTracker, first_input: bytes = b"") -> None:
+        """Queue an admitted request; the relay sends it (and ``first_input`` right after), its pid and output arrive later."""
         answer_by = time.monotonic() + self.settings.spawn_timeout
-        self._command(_Submit(ClientRequest(spawn, channels, tracker, answer_by=answer_by)))
+        request = ClientRequest(spawn, channels, tracker, answer_by=answer_by, first_input=first_input)
+        self._command(_Submit(request))
 
     def signal(self, request_id: str, signum: int) -> None:
         self._command(_Signal(request_id, signum))

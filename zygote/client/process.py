@@ -2,17 +2,19 @@
 
 Everything after ``start()`` is Airflow's: the process object is built exactly as
 ``WatchedSubprocess.start`` builds it in the parent (same constructor arguments, same pipe readers
-in the manager's selector), then ``_on_child_started`` writes the ``DagFileParseRequest`` frame,
-which waits in the local socketpair until a worker reads it. ``start_remote`` never waits for the
+in the manager's selector), then ``_on_child_started`` builds the ``DagFileParseRequest`` frame: a copy goes to the
+zygote with the request (it waits in the gateway for the worker) and the frame itself waits in the
+local socketpair, where a local child reads it if the zygote refuses. ``start_remote`` never waits for the
 fork: the tracker (:class:`RemoteTracker`) learns the pid and the exit status later.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from airflow.callbacks.callback_requests import CallbackRequest
 from airflow.dag_processing.processor import DagFileProcessorProcess
@@ -21,6 +23,16 @@ from protocol import Spawn
 from zygote.client.channels import LocalChannels
 from zygote.client.connection import ZygoteConnection
 from zygote.client.tracker import RemoteTracker
+
+
+class _FrameRecorder:
+    """Stands in for ``stdin`` while Airflow builds the first frame, so the frame can go ahead of the worker."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
 
 
 class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
@@ -62,9 +74,10 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
         proc.had_callbacks = bool(callbacks)
         proc.kept_callbacks = list(callbacks)
         tracker.watch_pid(proc._learn_pid)
-        connection.submit(spawn, channels, tracker)
+        first_frame = proc._first_frame(callbacks, path, bundle_path, bundle_name)
+        connection.submit(spawn, channels, tracker, first_input=first_frame)
         try:
-            proc._on_child_started(callbacks, path, bundle_path, bundle_name)
+            proc.stdin.sendall(first_frame)  # where stock writes it: a local child taking over reads it here
         except OSError:
             # The relay may end the request before this write (a refusal in the same instant, under
             # ``fallback = fail``): it publishes the exit before closing the sockets, so a broken
@@ -113,6 +126,16 @@ class ZygoteDagFileProcessorProcess(DagFileProcessorProcess):
 
     kept_callbacks: list[CallbackRequest]
     """The callbacks this parse was given, so a parse that never ran can hand them back."""
+
+    def _first_frame(self, *on_child_started: Any) -> bytes:
+        """The bytes Airflow's ``_on_child_started`` writes (its ``DagFileParseRequest``), built by Airflow."""
+        stdin, recorder = self.stdin, _FrameRecorder()
+        self.stdin = cast("socket.socket", recorder)
+        try:
+            self._on_child_started(*on_child_started)
+        finally:
+            self.stdin = stdin
+        return bytes(recorder.data)
 
     def _learn_pid(self, pid: int) -> None:
         self.pid = pid

@@ -4,7 +4,9 @@ How this works: the relay thread owns the ``child`` ends of every request's
 :class:`LocalChannels` and never blocks on them. Output from the zygote is queued per channel and
 written as the manager reads; credit goes back for bytes delivered. The ``requests`` channel is
 read only once the worker started, so until then the ``DagFileParseRequest`` the manager wrote
-waits in the socketpair, where a local child can still read it.
+waits in the socketpair, where a local child can still read it. A copy of that frame goes to the
+gateway right after ``spawn`` (it waits there for the worker, saving a round trip after
+``started``); once started, the relay drops those bytes from the socket instead of sending them again.
 
 Ordering rule (what keeps Airflow's supervisor logic exact): every byte of a request is in the
 local sockets first, then the exit code is published on its tracker, then the local ends are
@@ -47,6 +49,10 @@ class ClientRequest:
     tracker: RemoteTracker
     answer_by: float = 0.0
     """Monotonic deadline for ``started``; past it the request is parsed elsewhere."""
+    first_input: bytes = b""
+    """The ``DagFileParseRequest`` frame, sent right after ``spawn`` so it waits in the gateway, not here."""
+    skip_local: int = 0
+    """Bytes of that frame still in the local ``requests`` socket (left there for a local child): dropped once started."""
     sent_at: float = 0.0
     started: bool = False
     pending: dict[str, bytearray] = field(default_factory=dict)
@@ -91,6 +97,13 @@ class Relay:
         request.sent_at = now
         if not ready or not self.send(request.spawn):
             self.refuse(request, "zygote_unavailable", "the session dropped before the request went out")
+            return
+        view = memoryview(request.first_input)
+        while request.skip_local < len(view):  # what did not go out is read from the socket once started
+            chunk = bytes(view[request.skip_local : request.skip_local + INPUT_CHUNK])
+            if not self.send(Input(id=request.spawn.id, data=chunk)):
+                break
+            request.skip_local += len(chunk)
 
     def register(self, poller: zmq.Poller) -> dict[int, tuple[ClientRequest, str]]:
         handlers: dict[int, tuple[ClientRequest, str]] = {}
@@ -159,7 +172,8 @@ class Relay:
 
     def on_error(self, error: Error) -> None:
         if error.code in (ErrorCode.DUPLICATE_ID.value, ErrorCode.UNKNOWN_ID.value):
-            log.warning("zygote.request_error", request_id=error.id, code=error.code, error=error.message)
+            if error.id in self.requests:  # else: early input that crossed the request's refusal
+                log.warning("zygote.request_error", request_id=error.id, code=error.code, error=error.message)
             return
         self.abandoned.discard(error.id)
         request = self.requests.get(error.id)
@@ -248,6 +262,9 @@ class Relay:
             return
         except OSError:
             data = b""
+        skipped = min(request.skip_local, len(data))
+        request.skip_local -= skipped
+        data = data[skipped:]
         if data and request.exited is None:
             self.send(Input(id=request.spawn.id, data=data))
 

@@ -22,7 +22,7 @@ from zygote.gateway.forker_link import ForkerLink
 from zygote.gateway.generations import ForkerPool
 from zygote.gateway.parse_gate import Passed, check_first_frame
 from zygote.gateway.path_checks import PathChecks
-from zygote.gateway.relay import InputOverflow, Relay
+from zygote.gateway.relay import MAX_PENDING_INPUT, InputOverflow, Relay
 from zygote.gateway.requests import Request, RequestState, RequestTable
 from zygote.gateway.sessions import Sessions
 from zygote.gateway.status import REFUSALS, StatusBook
@@ -166,6 +166,9 @@ class Dispatcher:
         self._remember_worker(started.pid)
         self.book.fork_ms.add(started.fork_ms)
         self.sessions.send(request.client, replace(started, id=request.spawn.id))
+        if request.early_input:
+            early, request.early_input = bytes(request.early_input), bytearray()
+            self._input(request, early)
 
     def _remember_worker(self, pid: int) -> None:
         self.recent_workers[pid] = None
@@ -271,6 +274,7 @@ class Dispatcher:
     def _input(self, request: Request, data: bytes) -> None:
         relay = request.relay
         if relay is None:
+            self._hold_early_input(request, data)
             return
         try:
             relay.add_input(data)
@@ -280,6 +284,18 @@ class Dispatcher:
             return
         if relay.held:
             self._gate_input(request, relay)
+
+    def _hold_early_input(self, request: Request, data: bytes) -> None:
+        """Before ``started``: kept for the worker (the same bound as input it has not read)."""
+        if request.replied or request.state is RequestState.EXITED:
+            return
+        if len(request.early_input) + len(data) > MAX_PENDING_INPUT:
+            self.reply_error(
+                request, ErrorCode.OVERSIZED, f"more than {MAX_PENDING_INPUT} bytes of input before a worker"
+            )
+            self.signal(request, signal.SIGKILL)  # after the reply: a request still queued is not "killed"
+            return
+        request.early_input += data
 
     def _gate_input(self, request: Request, relay: Relay) -> None:
         """Let input through once its first frame asks for the file the spawn named."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 import enum
 import itertools
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from protocol import Exited, Spawn
 from zygote.gateway.relay import Relay
@@ -53,6 +53,8 @@ class Request:
     drain_s: float = 0.0
     """Seconds since ``exited`` during which the gateway could read the worker's channels."""
     drain_mark: float = 0.0
+    early_input: bytearray = field(default_factory=bytearray)
+    """Input that arrived before the worker started (the client sends the first frame with the spawn)."""
 
     @property
     def key(self) -> RequestKey:
