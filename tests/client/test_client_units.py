@@ -14,7 +14,7 @@ import psutil
 import pytest
 import zmq
 
-from protocol import Credit, Error, Exited, Message, Output, Signal, Spawn, Started
+from protocol import Credit, Error, Exited, Input, Message, Output, Signal, Spawn, Started
 from zygote.client.channels import LocalChannels
 from zygote.client.ledger import Ledger, LedgerError
 from zygote.client.notes import FallbackNotes
@@ -164,7 +164,7 @@ def test_a_per_file_refusal_warns_once_while_the_zygote_stays_available() -> Non
 class Harness:
     """One relay with one request; ``sent`` is what would go to the gateway."""
 
-    def __init__(self, fallback: str = "fail") -> None:
+    def __init__(self, fallback: str = "fail", first_input: bytes = b"", early_input: bool = False) -> None:
         self.sent: list[Message] = []
         self.signals: list[tuple[str, int]] = []
         self.ledger = Ledger()
@@ -172,8 +172,8 @@ class Harness:
         self.channels = LocalChannels.create()
         self.tracker = RemoteTracker("r1", lambda rid, signum: self.signals.append((rid, signum)))
         spawn = Spawn(id="r1", path="/dags/a.py", bundle_path="/dags", bundle_name="b", timeout=30.0, cwd="/")
-        self.request = ClientRequest(spawn, self.channels, self.tracker, answer_by=NOW + 5)
-        self.relay.add(self.request, NOW, ready=True)
+        self.request = ClientRequest(spawn, self.channels, self.tracker, answer_by=NOW + 5, first_input=first_input)
+        self.relay.add(self.request, NOW, ready=True, early_input=early_input)
 
     def _send(self, message: Message) -> bool:
         self.sent.append(message)
@@ -199,6 +199,20 @@ class Harness:
         except psutil.TimeoutExpired:
             return False
         return True
+
+
+@pytest.mark.parametrize("early_input", [True, False], ids=["gateway_holds_it", "older_gateway"])
+def test_the_first_frame_goes_once_with_the_spawn_or_after_started(early_input: bool) -> None:
+    """Sent early only to a gateway that holds it; either way the worker gets the frame exactly once."""
+    frame, later = b"\x00\x00\x00\x03abc", b"\x00\x00\x00\x02ok"
+    h = Harness(first_input=frame, early_input=early_input)
+    h.channels.parent["requests"].sendall(frame)  # what the manager writes, for a local child
+    assert [type(m) for m in h.sent] == ([Spawn, Input] if early_input else [Spawn])
+    h.relay.on_message(Started(id="r1", pid=4242, generation=1, fork_ms=1.0))
+    h.channels.parent["requests"].sendall(later)  # the manager's answer to the worker's first request
+    for _ in range(2):
+        h.relay.read_local(h.request)
+    assert b"".join(m.data for m in h.sent if isinstance(m, Input)) == frame + later
 
 
 def test_bytes_arrive_before_the_exit_status_and_eof_comes_after_it() -> None:

@@ -221,6 +221,7 @@ def test_a_refusal_reaches_the_client_ledger_with_the_path(
     conn: Any = ZygoteConnection(hostile.zygote.settings, Ledger())
     try:
         wait_for(lambda: conn.available, 30, "the client to connect")
+        assert conn._session.early_input  # this gateway holds a first frame sent with the spawn
         base = hostile.baseline()
         # The refusal arrives after start_zygote returned; under fallback=local it is parsed here.
         parsed = driver.finish(driver.start_zygote(conn, outside, outside.parent))

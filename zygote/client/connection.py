@@ -199,7 +199,7 @@ class ZygoteConnection:
                 self._closing = True
             elif isinstance(command, _Submit):
                 ready = self._session.state is SessionState.READY
-                self._relay.add(command.request, time.monotonic(), ready=ready)
+                self._relay.add(command.request, time.monotonic(), ready=ready, early_input=self._session.early_input)
             else:
                 self._forward_signal(command)
 

@@ -91,14 +91,15 @@ class Relay:
         self.abandoned: set[str] = set()
         """Ids given up on before ``started``: killed if they start, their output credited."""
 
-    def add(self, request: ClientRequest, now: float, *, ready: bool) -> None:
+    def add(self, request: ClientRequest, now: float, *, ready: bool, early_input: bool = False) -> None:
+        """Send the spawn, then the first frame if the gateway holds early input (an older one drops it)."""
         self.ledger.open(request.spawn.id, request.spawn.path)
         self.requests[request.spawn.id] = request
         request.sent_at = now
         if not ready or not self.send(request.spawn):
             self.refuse(request, "zygote_unavailable", "the session dropped before the request went out")
             return
-        view = memoryview(request.first_input)
+        view = memoryview(request.first_input if early_input else b"")
         while request.skip_local < len(view):  # what did not go out is read from the socket once started
             chunk = bytes(view[request.skip_local : request.skip_local + INPUT_CHUNK])
             if not self.send(Input(id=request.spawn.id, data=chunk)):

@@ -132,6 +132,8 @@ class Session:
         self.dealer: zmq.Socket[Any] | None = None
         self.heartbeat_interval = settings.heartbeat_interval
         self.credit_window = DEFAULT_CREDIT_WINDOW
+        self.early_input = False
+        """The gateway holds input sent before ``started`` (``welcome.load``): only then does the first frame go early."""
         self.next_connect_at = 0.0
         self._handshake_deadline = 0.0
         self._last_recv = self._last_send = 0.0
@@ -262,6 +264,7 @@ class Session:
         self.heartbeat_interval = welcome.heartbeat_interval
         self.credit_window = welcome.credit_window if welcome.credit_window > 0 else DEFAULT_CREDIT_WINDOW
         self._load = dict(welcome.load)
+        self.early_input = welcome.load.get("early_input") is True
         self._move(SessionState.READY)
         self._publish(new_load=True)
         self.metrics.session_connected()

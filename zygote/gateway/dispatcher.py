@@ -97,6 +97,7 @@ class Dispatcher:
         max_workers, max_queued = self.settings.max_workers, self.settings.max_queued
         return {
             "ready": ready,
+            "early_input": True,
             "free": max(0, max_workers + max_queued - running - queued) if ready else 0,
             "running": running,
             "queued": queued,
