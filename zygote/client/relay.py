@@ -4,9 +4,10 @@ How this works: the relay thread owns the ``child`` ends of every request's
 :class:`LocalChannels` and never blocks on them. Output from the zygote is queued per channel and
 written as the manager reads; credit goes back for bytes delivered. The ``requests`` channel is
 read only once the worker started, so until then the ``DagFileParseRequest`` the manager wrote
-waits in the socketpair, where a local child can still read it. A copy of that frame goes to the
-gateway right after ``spawn`` (it waits there for the worker, saving a round trip after
-``started``); once started, the relay drops those bytes from the socket instead of sending them again.
+waits in the socketpair, where a local child can still read it. When the gateway says it holds
+early input (``welcome.load``), a copy of that frame goes right after ``spawn`` (it waits there for
+the worker, saving a round trip after ``started``); once started, the relay drops those bytes from the
+socket instead of sending them again.
 
 Ordering rule (what keeps Airflow's supervisor logic exact): every byte of a request is in the
 local sockets first, then the exit code is published on its tracker, then the local ends are
