@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import selectors
@@ -128,6 +129,11 @@ class ParseDriver:
     def start_stock(self, path: Path, bundle_path: Path, callbacks: Iterable[Any] = ()) -> Any:
         from airflow.dag_processing.processor import DagFileProcessorProcess
 
+        # Garbage from earlier tests (an in-process Execution API client whose event-loop thread ran
+        # here) would be finalized in the child, where that thread does not exist: it waits 5 s and
+        # logs "Error while closing in-process execution API lifespan" into the file's log. A stock
+        # manager keeps its API for its life, so its children never do that; collect it here first.
+        gc.collect()
         return DagFileProcessorProcess.start(**self._kwargs(path, bundle_path, callbacks))
 
     def start_zygote(
