@@ -211,12 +211,18 @@ class Drain(Message):
 
 @dataclass(frozen=True)
 class WorkerReport(Message):
-    """Worker -> forker, just before the worker exits: imports, GC time and memory it measured."""
+    """Worker -> forker, as the worker exits: imports, GC time and memory it measured.
+
+    ``ending`` is the worker's own word that it is exiting: ``exit_code`` (what it passes to
+    ``os._exit``) and its CPU time and peak RSS, sent once its channels are shut, so the forker can
+    answer the request before the kernel has torn the process down (SPEC.md 7).
+    """
 
     TYPE: ClassVar[str] = "worker_report"
     modules: dict[str, Any]
     gc: dict[str, Any]
     memory: dict[str, Any]
+    ending: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -127,6 +127,17 @@ def smaps_memory(pid: int | str = "self") -> dict[str, int]:
     return {"uss": uss, "pss": fields.get("Pss", 0), "rss": fields.get("Rss", 0)}
 
 
+def own_usage() -> dict[str, float]:
+    """This process's CPU seconds and peak RSS (bytes), its waited-for children's CPU included, as ``wait4`` counts."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "cpu_user_s": own.ru_utime + children.ru_utime,
+        "cpu_system_s": own.ru_stime + children.ru_stime,
+        "peak_rss": max(own.ru_maxrss, children.ru_maxrss) * 1024,
+    }
+
+
 def rss_bytes() -> int:
     """Resident set size of this process from /proc/self/statm."""
     with open("/proc/self/statm") as handle:

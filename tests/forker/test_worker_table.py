@@ -26,8 +26,15 @@ def _exited(actions: list[Action]) -> list[Exited]:
 
 
 REPORT = WorkerReport(modules={"pandas": 0.5}, gc={"s": 0.01}, memory={"uss": 5 * MiB, "pss": 6 * MiB})
+ENDING = WorkerReport(
+    modules={"pandas": 0.5},
+    gc={"s": 0.01},
+    memory={"uss": 5 * MiB, "pss": 6 * MiB},
+    ending={"exit_code": 0, "cpu_user_s": 0.2, "cpu_system_s": 0.05, "peak_rss": 90 * MiB},
+)
 EVENTS: dict[str, Callable[[WorkerTable], list[Action]]] = {
-    "report": lambda t: (t.record_report(101, REPORT), [])[1],
+    "report": lambda t: t.record_report(101, REPORT, 1.0),
+    "ending": lambda t: t.record_report(101, ENDING, 1.0),
     "small_sample": lambda t: t.sample_memory(101, 10 * MiB, 12 * MiB, LIMIT),
     "big_sample": lambda t: t.sample_memory(101, 200 * MiB, 210 * MiB, LIMIT),
     "client_kill": lambda t: t.request_signal("r1", signal.SIGTERM),
@@ -44,15 +51,43 @@ FIRST_KILL = {
 
 
 def test_every_interleaving_yields_exactly_one_exited() -> None:
-    """All 5,040 orders of the seven events (plus a last reap): one exited, the first kill's outcome."""
+    """All 40,320 orders of the eight events (plus a last reap): one exited, from what came first.
+
+    A worker's ``ending`` answers for it unless a kill came first (then the reap names the kill);
+    neither before the reap: the reap's signal.
+    """
     for order in itertools.permutations(EVENTS):
         table = _table()
         sent = [message for name in (*order, "reaped") for message in _exited(EVENTS[name](table))]
         assert len(sent) == 1, order
         before_reap = order[: order.index("reaped")]
-        kills = [name for name in before_reap if name in FIRST_KILL]
-        assert sent[0].outcome == (FIRST_KILL[kills[0]] if kills else Outcome.SIGNALED).value, order
+        first = next((name for name in before_reap if name in FIRST_KILL or name == "ending"), None)
+        expected = Outcome.EXITED if first == "ending" else FIRST_KILL.get(first or "", Outcome.SIGNALED)
+        assert sent[0].outcome == expected.value, order
         assert len(table) == 0
+
+
+def test_an_ending_answers_before_the_reap_with_the_workers_own_usage() -> None:
+    table = _table()
+    [send] = table.record_report(101, ENDING, 2.5)
+    assert isinstance(send, SendExited)
+    assert (send.message.exit_code, send.message.outcome, send.message.note) == (0, Outcome.EXITED.value, "")
+    stats = send.message.stats
+    assert (stats["cpu_user_s"], stats["cpu_system_s"], stats["peak_rss"]) == (0.2, 0.05, 90 * MiB)
+    assert (stats["wall_s"], stats["peak_uss"], stats["imports"]) == (2.5, 5 * MiB, {"pandas": 0.5})
+    assert len(table) == 1  # still ours until reaped: its group is killed then, nothing more is sent
+    assert table.next_deadline() is None
+    assert table.request_signal("r1", signal.SIGKILL) == [KillWorker(101, signal.SIGKILL)]
+    assert table.reaped(101, -signal.SIGKILL, {}, 3.0) == [KillGroup(101)]
+    assert len(table) == 0
+
+
+@pytest.mark.parametrize("code", [3, 126])
+def test_an_ending_carries_the_code_the_worker_exits_with(code: int) -> None:
+    report = WorkerReport(modules={}, gc={}, memory={}, ending={"exit_code": code})
+    [send] = _table().record_report(101, report, 1.0)
+    assert isinstance(send, SendExited)
+    assert (send.message.exit_code, send.message.outcome) == (code, Outcome.FAILED.value)
 
 
 def test_memory_note_names_the_limit_that_was_enforced() -> None:
@@ -97,7 +132,7 @@ def test_outcome_of_a_worker_nobody_killed(exit_code: int, outcome: Outcome) -> 
 
 def test_report_fills_the_stats_and_signals_to_gone_workers_are_no_ops() -> None:
     table = _table()
-    table.record_report(101, REPORT)
+    assert table.record_report(101, REPORT, 1.0) == []
     [_, send] = table.reaped(101, 0, {}, 2.0)
     assert isinstance(send, SendExited)
     assert send.message.stats["imports"] == {"pandas": 0.5}

@@ -88,7 +88,9 @@ class Forker:
         self.pool = PoolKeeper(
             settings.warm_workers, WorkerLimits(settings.worker_cpu_limit, settings.worker_open_files)
         )
-        self.spawner = Spawner(settings, generation, self.selector, self.table, self.preloader, self.pool, self.send)
+        self.spawner = Spawner(
+            settings, generation, self.selector, self.table, self.preloader, self.pool, self.send, self._act
+        )
 
     def prepare(self) -> None:
         """Warm-up, eager preloads, then collect and freeze: the heap workers share."""

@@ -3,8 +3,8 @@
 How this works: :meth:`Spawner.spawn` hands the request to an idle warm-pool worker of the
 request's session (ADR 0006) or forks a fresh one; either way the worker is entered in the
 :class:`WorkerTable` with its deadline, its report socket is watched by the loop's selector, and
-``started`` goes to the gateway with the worker's relayed channel ends. Each worker's end-of-parse
-report feeds the table, the preloader and the import-cost advice. A failed fork answers its one
+``started`` goes to the gateway with the worker's relayed channel ends. Each worker's exit report
+feeds the preloader, the import-cost advice and the table (which may answer the request from it). A failed fork answers its one
 request; a failed fork-safety check also raises :class:`ForkRefused` so the loop retires.
 """
 
@@ -23,7 +23,7 @@ from zygote.forker.frames import ChildReader
 from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import Preloader
 from zygote.forker.worker import ChannelPairs, worker_body
-from zygote.forker.worker_table import Worker, WorkerTable
+from zygote.forker.worker_table import Action, Worker, WorkerTable
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -46,6 +46,7 @@ class Spawner:
         preloader: Preloader,
         pool: PoolKeeper,
         send: Send,
+        act: Callable[[list[Action]], None],
     ) -> None:
         self.settings = settings
         self.generation = generation
@@ -54,6 +55,7 @@ class Spawner:
         self.preloader = preloader
         self.pool = pool
         self.send = send
+        self.act = act
         self.reports: dict[int, ChildReader] = {}
         self.import_costs: dict[str, float] = {}
         self.fork_failures = 0
@@ -117,9 +119,9 @@ class Spawner:
             return
         for message in reader.read() if budget is None else reader.read(budget):
             if isinstance(message, WorkerReport):
-                self.table.record_report(pid, message)
                 self.preloader.observe_parse(message.modules)
                 self._count_import_costs(message.modules)
+                self.act(self.table.record_report(pid, message, time.monotonic()))
         if not reader.open:
             self.forget_report(pid)
 

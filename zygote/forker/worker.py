@@ -16,13 +16,15 @@ and ``_fork_main`` run before the request, whose target waits for it) or :func:`
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import socket
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 from protocol import CHANNELS, FrameBuffer, ProtocolError, Spawn, WorkerReport, frame
 from zygote import linux
@@ -168,7 +170,9 @@ def supervised(
     """
     child = pairs.child
     os.dup2(child["crash"].fileno(), 2)
-    run = _reporting(assigned, child["report"], baseline_modules)
+    # Our own handles on the channels: Airflow closes and dups its fds, a shutdown reaches them all.
+    channels = [child[name].dup() for name in CHANNELS]
+    run = _reporting(assigned, child["report"], channels, baseline_modules)
     from airflow.sdk.execution_time.supervisor import _fork_main
 
     _fork_main(child["requests"], child["stdout"], child["stderr"], child["logs"].fileno(), run)
@@ -240,32 +244,76 @@ def _enter_cwd(cwd: str) -> None:
 
 
 def _reporting(
-    assigned: Callable[[], Callable[[], None]], report: socket.socket, baseline: frozenset[str]
+    assigned: Callable[[], Callable[[], None]],
+    report: socket.socket,
+    channels: list[socket.socket],
+    baseline: frozenset[str],
 ) -> Callable[[], None]:
-    """Wrap the target ``assigned`` returns so the worker sends its measurements however it ends."""
+    """Wrap the target ``assigned`` returns so the worker reports as it exits, however it exits.
+
+    Every way out of ``_fork_main`` (a parse, ``SystemExit``, its last-chance handler, a DAG file's
+    own ``os._exit``) ends in ``os._exit``; from the assignment on, that call first reports.
+    """
     imports = ImportTimer()
     gc_timer = GcTimer()
     imports.install()
     gc_timer.install()
 
     def run() -> None:
-        start = time.monotonic()
-        try:
-            target = assigned()
-            start = time.monotonic()  # set-up done, request applied: Airflow's parse entrypoint runs now
-            target()
-        finally:
-            _send_report(report, imports, gc_timer, baseline, start)
+        target = assigned()
+        start = time.monotonic()  # set-up done, request applied: Airflow's parse entrypoint runs now
+        announce = functools.partial(_send_report, report, channels, imports, gc_timer, baseline, start)
+        os._exit = _exit_reporting(os._exit, announce)  # Airflow's exit calls os._exit by name
+        target()
 
     return run
 
 
+class _Exit(Protocol):
+    def __call__(self, status: int) -> NoReturn: ...
+
+
+def _exit_reporting(exit_now: _Exit, announce: Callable[[int], None]) -> _Exit:
+    """``os._exit`` that announces the worker's exit first, once.
+
+    Only the worker announces: a process a DAG file forks inherits this ``os._exit`` (and the
+    channels), and its exit is not the worker's.
+    """
+    worker = os.getpid()
+    announced = False
+
+    def _exit(status: int) -> NoReturn:
+        nonlocal announced
+        if not announced and os.getpid() == worker:
+            announced = True
+            announce(status)
+        exit_now(status)
+
+    return _exit
+
+
 def _send_report(
-    report: socket.socket, imports: ImportTimer, gc_timer: GcTimer, baseline: frozenset[str], start: float
+    report: socket.socket,
+    channels: list[socket.socket],
+    imports: ImportTimer,
+    gc_timer: GcTimer,
+    baseline: frozenset[str],
+    start: float,
+    code: int,
 ) -> None:
+    """Shut the channels' write side (the gateway sees EOF now, not at teardown), then report.
+
+    Airflow's ``exit`` has flushed and closed its ends by now; what a thread writes after this is
+    lost, as it would be a moment later when the process dies. The forker answers the request from
+    this report, so the kernel's teardown of the worker is off the request's path (SPEC.md 7).
+    """
     try:
+        for sock in channels:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
         modules = {name: imports.seconds.get(name, 0.0) for name in list(sys.modules) if name not in baseline}
         memory = {**linux.smaps_memory(), "start_monotonic": start}
-        report.sendall(frame(WorkerReport(modules=modules, gc=gc_timer.as_dict(), memory=memory)))
+        ending = {"exit_code": code, **linux.own_usage()}
+        report.sendall(frame(WorkerReport(modules=modules, gc=gc_timer.as_dict(), memory=memory, ending=ending)))
     except Exception:
         return

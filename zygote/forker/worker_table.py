@@ -1,9 +1,11 @@
 """The forker's table of live workers: events in, actions out, no I/O.
 
 How this works: every worker enters as RUNNING when forked. Kill requests (client signal,
-deadline, memory limit, drain) move it to KILLING and remember why. ``reaped`` is the only event
-that produces the terminal :class:`~protocol.Exited`, so each worker yields exactly one, whatever
-order reports, samples and kills arrive in; after it the worker is forgotten. The table decides
+deadline, memory limit, drain) move it to KILLING and remember why. A RUNNING worker's report that
+carries ``ending`` (it is calling ``os._exit``, its channels shut) moves it to FINISHED and produces
+the terminal :class:`~protocol.Exited` at once, so the kernel's teardown of the worker stays off the
+request's path; otherwise ``reaped`` produces it. Each worker yields exactly one, whatever order
+reports, samples and kills arrive in; once reaped the worker is forgotten. The table decides
 why a worker ended, so it also words the ``note`` for the limits it enforced (the memory limit it
 was given, the deadline it set, the CPU limit the worker ran under).
 """
@@ -23,6 +25,8 @@ IMPORTS_IN_STATS = 100
 """Most expensive imports a terminal reply carries (for preload advice)."""
 IMPORT_FLOOR_S = 0.001
 """Imports faster than this are left out of the stats, unless they are preload candidates."""
+USAGE_KEYS = ("cpu_user_s", "cpu_system_s", "peak_rss")
+"""What a worker's ``ending`` says of its resource use, as ``wait4`` would."""
 CPU_SLACK_S = 0.1
 """CPU seconds under the limit that still count as having reached it (rusage granularity)."""
 
@@ -30,6 +34,7 @@ CPU_SLACK_S = 0.1
 class WorkerState(enum.Enum):
     RUNNING = "running"
     KILLING = "killing"
+    FINISHED = "finished"
 
 
 @dataclass(frozen=True)
@@ -152,22 +157,34 @@ class WorkerTable:
             actions += self._kill(worker, signal.SIGKILL, reason)
         return actions
 
-    def record_report(self, pid: int, report: WorkerReport) -> None:
+    def record_report(self, pid: int, report: WorkerReport, now: float) -> list[Action]:
+        """Keep the report; a running worker's ``ending`` is its terminal reply (a killed one's is the reap's)."""
         worker = self._by_pid.get(pid)
-        if worker is not None:
-            worker.report = report
+        if worker is None:
+            return []
+        worker.report = report
+        code = report.ending.get("exit_code")
+        if worker.state is not WorkerState.RUNNING or not isinstance(code, int) or isinstance(code, bool):
+            return []
+        worker.state = WorkerState.FINISHED
+        usage = {key: report.ending[key] for key in USAGE_KEYS if key in report.ending}
+        return [SendExited(self._exited(worker, code, usage, now))]
 
     def reaped(self, pid: int, exit_code: int, rusage: dict[str, float], now: float) -> list[Action]:
-        """The worker was waited for: clean up its group and emit its one terminal reply."""
+        """The worker was waited for: clean up its group and emit its terminal reply unless it did."""
         worker = self._by_pid.pop(pid, None)
         if worker is None:
             return []
         del self._by_id[worker.request_id]
+        if worker.state is WorkerState.FINISHED:
+            return [KillGroup(pid)]
+        return [KillGroup(pid), SendExited(self._exited(worker, exit_code, rusage, now))]
+
+    def _exited(self, worker: Worker, exit_code: int, rusage: dict[str, float], now: float) -> Exited:
         outcome = outcome_of(exit_code, worker.kill_reason)
         stats = _stats(worker, rusage, now, self._always_report)
         note = self._note(worker, outcome, exit_code, stats)
-        message = Exited(id=worker.request_id, exit_code=exit_code, outcome=outcome.value, stats=stats, note=note)
-        return [KillGroup(pid), SendExited(message)]
+        return Exited(id=worker.request_id, exit_code=exit_code, outcome=outcome.value, stats=stats, note=note)
 
     def next_deadline(self) -> float | None:
         running = [w.deadline_at for w in self._by_pid.values() if w.state is WorkerState.RUNNING]

@@ -1,0 +1,104 @@
+"""A worker's exit report, in a real forked process: it answers before the kernel tears the worker down.
+
+The child stands in for a worker: real socketpairs, the worker's own ``_reporting`` wrapper, and an
+``os._exit`` that first sleeps (a slow teardown). The report with ``ending`` and EOF on every channel
+must reach the parent while the child still lives; a process the target forks must not announce.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import time
+from collections.abc import Callable
+
+from protocol import CHANNELS, FrameBuffer, WorkerReport
+from zygote.forker.worker import ChannelPairs, _reporting
+
+TEARDOWN_S = 3.0
+
+
+def _fork_worker(target: Callable[[], None]) -> tuple[int, ChannelPairs]:
+    pairs = ChannelPairs.create()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        for sock in pairs.parent.values():
+            sock.close()
+        real_exit = os._exit
+
+        def slow_teardown(status: int) -> None:
+            time.sleep(TEARDOWN_S)
+            real_exit(status)
+
+        os._exit = slow_teardown  # type: ignore[assignment]
+        channels = [pairs.child[name].dup() for name in CHANNELS]
+        run = _reporting(lambda: target, pairs.child["report"], channels, frozenset(sys.modules))
+        try:
+            run()
+        finally:
+            real_exit(99)  # not reached: the target exits
+    pairs.close_child_ends()
+    return pid, pairs
+
+
+def _reports(pairs: ChannelPairs, until: float) -> list[WorkerReport]:
+    """Every report frame until EOF on the report socket or ``until``."""
+    sock, buffer, reports = pairs.parent["report"], FrameBuffer(), []
+    while time.monotonic() < until:
+        ready, _, _ = select.select([sock], [], [], max(0.0, until - time.monotonic()))
+        if not ready:
+            break
+        data = sock.recv(1 << 16)
+        if not data:
+            break
+        reports += [m for m in buffer.feed(data) if isinstance(m, WorkerReport)]
+        if reports:
+            break
+    return reports
+
+
+def _channels_at_eof(pairs: ChannelPairs) -> bool:
+    for name in CHANNELS:
+        sock = pairs.parent[name]
+        sock.settimeout(1.0)
+        while sock.recv(1 << 16):
+            pass
+    return True
+
+
+def test_the_exit_report_and_channel_eof_come_before_the_teardown() -> None:
+    def target() -> None:
+        print("parsed", flush=True)
+        os._exit(3)
+
+    pid, pairs = _fork_worker(target)
+    try:
+        [report] = _reports(pairs, time.monotonic() + TEARDOWN_S - 0.5)
+        assert report.ending["exit_code"] == 3
+        assert report.ending["cpu_user_s"] >= 0 and report.ending["peak_rss"] > 0
+        assert report.memory["uss"] > 0 and "start_monotonic" in report.memory
+        assert _channels_at_eof(pairs)
+        assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still tearing down: the answer did not wait for it
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 3
+    finally:
+        pairs.close_all()
+
+
+def test_a_process_the_parse_forks_never_announces_the_workers_exit() -> None:
+    def target() -> None:
+        child = os.fork()
+        if child == 0:
+            os._exit(0)  # inherits the wrapped os._exit and the channels
+        os.waitpid(child, 0)
+        os._exit(4)
+
+    pid, pairs = _fork_worker(target)
+    try:
+        reports = _reports(pairs, time.monotonic() + TEARDOWN_S * 3)
+        assert [r.ending["exit_code"] for r in reports] == [4]
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 4
+    finally:
+        pairs.close_all()
