@@ -219,7 +219,9 @@ EXAMPLES: dict[type[Message], Message] = {
     Ack: Ack(id="rl.1", detail="generation 3 serving"),
     Ready: Ready(generation=3, pid=100, airflow="3.3.0", python="3.11.7", frozen=123456),
     Drain: Drain(deadline_s=30.0),
-    WorkerReport: WorkerReport(modules={"pandas": 0.8}, gc={"gen2_s": 0.01}, memory={"uss": 1 << 24}),
+    WorkerReport: WorkerReport(
+        modules={"pandas": 0.8}, gc={"gen2_s": 0.01}, memory={"uss": 1 << 24}, ending={"exit_code": 0}
+    ),
     ProbeReport: ProbeReport(module="numpy", ok=True, reason="", import_s=0.12, memory_delta=-4096),
 }
 

@@ -195,6 +195,7 @@ def test_optional_fields_per_spec() -> None:
         ("exited", "note"),
         ("ready", "config"),
         ("probe_report", "kind"),
+        ("worker_report", "ending"),
     }
 
 
