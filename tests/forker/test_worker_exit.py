@@ -12,14 +12,15 @@ import select
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from protocol import CHANNELS, FrameBuffer, WorkerReport
-from zygote.forker.worker import ChannelPairs, _reporting
+from zygote.forker.worker import Assignment, ChannelPairs, _reporting
 
 TEARDOWN_S = 3.0
 
 
-def _fork_worker(target: Callable[[], None]) -> tuple[int, ChannelPairs]:
+def _fork_worker(target: Callable[[], None], bundle: str = "") -> tuple[int, ChannelPairs]:
     pairs = ChannelPairs.create()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -33,7 +34,7 @@ def _fork_worker(target: Callable[[], None]) -> tuple[int, ChannelPairs]:
 
         os._exit = slow_teardown  # type: ignore[assignment]
         channels = [pairs.child[name].dup() for name in CHANNELS]
-        run = _reporting(lambda: target, pairs.child["report"], channels, frozenset(sys.modules))
+        run = _reporting(lambda: Assignment(target, bundle), pairs.child["report"], channels, frozenset(sys.modules))
         try:
             run()
         finally:
@@ -67,14 +68,25 @@ def _channels_at_eof(pairs: ChannelPairs) -> bool:
     return True
 
 
-def test_the_exit_report_and_channel_eof_come_before_the_teardown() -> None:
+def test_the_exit_report_and_channel_eof_come_before_the_teardown(tmp_path: Path) -> None:
+    """Also: the bundle's own modules (a helper next to the DAG files) are no preload candidates."""
+    bundle = tmp_path / "dags"
+    bundle.mkdir()
+    (bundle / "team_helpers_for_exit_test.py").write_text("VALUE = 1\n")
+
     def target() -> None:
+        sys.path.insert(0, str(bundle))
+        import wave  # noqa: F401
+
+        import team_helpers_for_exit_test  # noqa: F401
+
         print("parsed", flush=True)
         os._exit(3)
 
-    pid, pairs = _fork_worker(target)
+    pid, pairs = _fork_worker(target, str(bundle))
     try:
         [report] = _reports(pairs, time.monotonic() + TEARDOWN_S - 0.5)
+        assert "wave" in report.modules and "team_helpers_for_exit_test" not in report.modules
         assert report.ending["exit_code"] == 3
         assert report.ending["cpu_user_s"] >= 0 and report.ending["peak_rss"] > 0
         assert report.memory["uss"] > 0 and "start_monotonic" in report.memory

@@ -37,6 +37,50 @@ class WorkerLimits:
     open_files: int = 0
 
 
+@dataclass(frozen=True)
+class Assignment:
+    """What a worker runs once its request is known: Airflow's entrypoint, and the request's bundle."""
+
+    target: Callable[[], None]
+    bundle_path: str
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What a worker measures while it parses, for its exit report."""
+
+    imports: ImportTimer
+    gc_timer: GcTimer
+    baseline: frozenset[str]
+    bundle_path: str
+    start: float
+
+    def modules(self) -> dict[str, float]:
+        """Modules the parse imported (name -> seconds), but not the bundle's own.
+
+        A module loaded from the DAG bundle (a shared helper next to the DAG files) is user code that
+        changes with every sync; preloading it would hand workers a stale copy, so it is never a
+        preload candidate nor preload advice.
+        """
+        bundle = self.bundle_path.rstrip("/") + "/" if self.bundle_path else ""
+        seconds = self.imports.seconds
+        return {
+            name: seconds.get(name, 0.0)
+            for name, module in list(sys.modules.items())
+            if name not in self.baseline and not (bundle and _module_file(module).startswith(bundle))
+        }
+
+
+def _module_file(module: object) -> str:
+    """A module's ``__file__`` without attribute hooks (a lazy module would load on ``getattr``)."""
+    try:
+        namespace = object.__getattribute__(module, "__dict__")
+    except AttributeError:
+        return ""
+    file = namespace.get("__file__") if isinstance(namespace, dict) else None
+    return file if isinstance(file, str) else ""
+
+
 @dataclass
 class ChannelPairs:
     """Socketpairs for one worker: ``child`` ends stay in the worker, ``parent`` ends leave it."""
@@ -89,7 +133,7 @@ def worker_body(
         adopt_process(spawn.process)
         apply_request(spawn, limits)
         entrypoint = target or _parse_entrypoint(spawn.path, pairs.child["logs"])
-        return supervised(pairs, lambda: entrypoint, baseline_modules)
+        return supervised(pairs, lambda: Assignment(entrypoint, spawn.bundle_path), baseline_modules)
 
     return body
 
@@ -113,12 +157,12 @@ def specialised_body(
         _enter_cwd(session.cwd)
         logs = pairs.child["logs"]
 
-        def assigned() -> Callable[[], None]:
+        def assigned() -> Assignment:
             spawn = await_assignment(pairs.child["report"])
             if spawn is None:  # nothing was assigned: nothing to report, no atexit handler to run
                 os._exit(0)
             apply_request(spawn, limits)
-            return _parse_entrypoint(spawn.path, logs)
+            return Assignment(_parse_entrypoint(spawn.path, logs), spawn.bundle_path)
 
         return supervised(pairs, assigned, baseline_modules)
 
@@ -160,9 +204,7 @@ def await_assignment(report: socket.socket) -> Spawn | None:
             return first if isinstance(first, Spawn) else None
 
 
-def supervised(
-    pairs: ChannelPairs, assigned: Callable[[], Callable[[], None]], baseline_modules: frozenset[str]
-) -> int:
+def supervised(pairs: ChannelPairs, assigned: Callable[[], Assignment], baseline_modules: frozenset[str]) -> int:
     """Airflow's child set-up (``_fork_main``), then the target ``assigned`` returns, measured.
 
     The crash channel goes on fd 2 first: ``_fork_main`` keeps a copy of fd 2 as its last-chance
@@ -244,7 +286,7 @@ def _enter_cwd(cwd: str) -> None:
 
 
 def _reporting(
-    assigned: Callable[[], Callable[[], None]],
+    assigned: Callable[[], Assignment],
     report: socket.socket,
     channels: list[socket.socket],
     baseline: frozenset[str],
@@ -260,11 +302,12 @@ def _reporting(
     gc_timer.install()
 
     def run() -> None:
-        target = assigned()
+        assignment = assigned()
         start = time.monotonic()  # set-up done, request applied: Airflow's parse entrypoint runs now
-        announce = functools.partial(_send_report, report, channels, imports, gc_timer, baseline, start)
+        measured = Measured(imports, gc_timer, baseline, assignment.bundle_path, start)
+        announce = functools.partial(_send_report, report, channels, measured)
         os._exit = _exit_reporting(os._exit, announce)  # Airflow's exit calls os._exit by name
-        target()
+        assignment.target()
 
     return run
 
@@ -292,15 +335,7 @@ def _exit_reporting(exit_now: _Exit, announce: Callable[[int], None]) -> _Exit:
     return _exit
 
 
-def _send_report(
-    report: socket.socket,
-    channels: list[socket.socket],
-    imports: ImportTimer,
-    gc_timer: GcTimer,
-    baseline: frozenset[str],
-    start: float,
-    code: int,
-) -> None:
+def _send_report(report: socket.socket, channels: list[socket.socket], measured: Measured, code: int) -> None:
     """Shut the channels' write side (the gateway sees EOF now, not at teardown), then report.
 
     Airflow's ``exit`` has flushed and closed its ends by now; what a thread writes after this is
@@ -311,9 +346,9 @@ def _send_report(
         for sock in channels:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-        modules = {name: imports.seconds.get(name, 0.0) for name in list(sys.modules) if name not in baseline}
-        memory = {**linux.smaps_memory(), "start_monotonic": start}
+        memory = {**linux.smaps_memory(), "start_monotonic": measured.start}
         ending = {"exit_code": code, **linux.own_usage()}
-        report.sendall(frame(WorkerReport(modules=modules, gc=gc_timer.as_dict(), memory=memory, ending=ending)))
+        gc = measured.gc_timer.as_dict()
+        report.sendall(frame(WorkerReport(modules=measured.modules(), gc=gc, memory=memory, ending=ending)))
     except Exception:
         return
