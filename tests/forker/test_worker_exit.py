@@ -1,8 +1,9 @@
 """A worker's exit report, in a real forked process: it answers before the kernel tears the worker down.
 
 The child stands in for a worker: real socketpairs, the worker's own ``_reporting`` wrapper, and an
-``os._exit`` that first sleeps (a slow teardown). The report with ``ending`` and EOF on every channel
-must reach the parent while the child still lives; a process the target forks must not announce.
+``os._exit`` that first waits until the test lets it go (a teardown as slow as it takes). The report
+with ``ending`` and EOF on every channel must reach the parent while the child still lives; a
+process the target forks must not announce.
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from pathlib import Path
 from protocol import CHANNELS, FrameBuffer, WorkerReport
 from zygote.forker.worker import Assignment, ChannelPairs, _reporting
 
-TEARDOWN_S = 3.0
+REPORT_WAIT_S = 30.0
 
 
-def _fork_worker(target: Callable[[], None], bundle: str = "") -> tuple[int, ChannelPairs]:
+def _fork_worker(target: Callable[[], None], bundle: str = "") -> tuple[int, ChannelPairs, int]:
+    """The child's pid, its pairs, and the pipe end that lets its ``os._exit`` proceed (close it)."""
     pairs = ChannelPairs.create()
+    gate_r, gate_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
         for sock in pairs.parent.values():
             sock.close()
+        os.close(gate_w)
         real_exit = os._exit
 
         def slow_teardown(status: int) -> None:
-            time.sleep(TEARDOWN_S)
+            os.read(gate_r, 1)  # EOF once the test closed its end (or died)
             real_exit(status)
 
         os._exit = slow_teardown  # type: ignore[assignment]
@@ -39,8 +43,9 @@ def _fork_worker(target: Callable[[], None], bundle: str = "") -> tuple[int, Cha
             run()
         finally:
             real_exit(99)  # not reached: the target exits
+    os.close(gate_r)
     pairs.close_child_ends()
-    return pid, pairs
+    return pid, pairs, gate_w
 
 
 def _reports(pairs: ChannelPairs, until: float) -> list[WorkerReport]:
@@ -83,19 +88,21 @@ def test_the_exit_report_and_channel_eof_come_before_the_teardown(tmp_path: Path
         print("parsed", flush=True)
         os._exit(3)
 
-    pid, pairs = _fork_worker(target, str(bundle))
+    pid, pairs, gate = _fork_worker(target, str(bundle))
     try:
-        [report] = _reports(pairs, time.monotonic() + TEARDOWN_S - 0.5)
+        [report] = _reports(pairs, time.monotonic() + REPORT_WAIT_S)
+        assert "report_error" not in report.ending, report.ending
         assert "wave" in report.modules and "team_helpers_for_exit_test" not in report.modules
         assert report.ending["exit_code"] == 3
         assert report.ending["cpu_user_s"] >= 0 and report.ending["peak_rss"] > 0
         assert report.memory["uss"] > 0 and "start_monotonic" in report.memory
         assert _channels_at_eof(pairs)
         assert os.waitpid(pid, os.WNOHANG) == (0, 0)  # still tearing down: the answer did not wait for it
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 3
     finally:
+        os.close(gate)
         pairs.close_all()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
 
 
 def test_a_process_the_parse_forks_never_announces_the_workers_exit() -> None:
@@ -106,9 +113,10 @@ def test_a_process_the_parse_forks_never_announces_the_workers_exit() -> None:
         os.waitpid(child, 0)
         os._exit(4)
 
-    pid, pairs = _fork_worker(target)
+    pid, pairs, gate = _fork_worker(target)
+    os.close(gate)  # the grandchild's exit must not wait on the test
     try:
-        reports = _reports(pairs, time.monotonic() + TEARDOWN_S * 3)
+        reports = _reports(pairs, time.monotonic() + REPORT_WAIT_S)
         assert [r.ending["exit_code"] for r in reports] == [4]
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 4

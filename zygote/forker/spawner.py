@@ -119,6 +119,8 @@ class Spawner:
             return
         for message in reader.read() if budget is None else reader.read(budget):
             if isinstance(message, WorkerReport):
+                if "report_error" in message.ending:
+                    log.warning("worker.report_failed", pid=pid, error=str(message.ending["report_error"]))
                 self.preloader.observe_parse(message.modules)
                 self._count_import_costs(message.modules)
                 self.act(self.table.record_report(pid, message, time.monotonic()))

@@ -37,6 +37,10 @@ class WorkerLimits:
     open_files: int = 0
 
 
+REPORT_ERROR_CHARS = 500
+"""How much of a failed measurement's error the exit report carries."""
+
+
 @dataclass(frozen=True)
 class Assignment:
     """What a worker runs once its request is known: Airflow's entrypoint, and the request's bundle."""
@@ -340,15 +344,21 @@ def _send_report(report: socket.socket, channels: list[socket.socket], measured:
 
     Airflow's ``exit`` has flushed and closed its ends by now; what a thread writes after this is
     lost, as it would be a moment later when the process dies. The forker answers the request from
-    this report, so the kernel's teardown of the worker is off the request's path (SPEC.md 7).
+    this report, so the kernel's teardown of the worker is off the request's path (SPEC.md 7). A
+    measurement that fails still sends the exit code, with ``report_error`` saying why.
     """
+    for sock in channels:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
     try:
-        for sock in channels:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
-        memory = {**linux.smaps_memory(), "start_monotonic": measured.start}
-        ending = {"exit_code": code, **linux.own_usage()}
-        gc = measured.gc_timer.as_dict()
-        report.sendall(frame(WorkerReport(modules=measured.modules(), gc=gc, memory=memory, ending=ending)))
-    except Exception:
-        return
+        message = WorkerReport(
+            modules=measured.modules(),
+            gc=measured.gc_timer.as_dict(),
+            memory={**linux.smaps_memory(), "start_monotonic": measured.start},
+            ending={"exit_code": code, **linux.own_usage()},
+        )
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"[:REPORT_ERROR_CHARS]
+        message = WorkerReport(modules={}, gc={}, memory={}, ending={"exit_code": code, "report_error": error})
+    with contextlib.suppress(Exception):
+        report.sendall(frame(message))
