@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ from zygote.handshake import client_hello
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
+
+RELAY_SWITCH_INTERVAL_S = 0.001
+"""The dag-processor's GIL switch interval once the relay thread runs (CPython's default is 5 ms)."""
 
 
 class ZygoteUnavailable(Exception):
@@ -76,6 +80,9 @@ class ZygoteConnection:
         self._wake_w.setblocking(False)
         self._sent: tuple[int, int] = (0, 0)
         self._closing = False
+        # The relay thread shares the GIL with the manager's loop: at the default 5 ms switch
+        # interval each of its hops may wait that long for a busy manager to let go.
+        sys.setswitchinterval(min(sys.getswitchinterval(), RELAY_SWITCH_INTERVAL_S))
         self._thread = threading.Thread(target=self._run, name="zygote-relay", daemon=True)
         self._thread.start()
 
