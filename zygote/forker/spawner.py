@@ -4,8 +4,9 @@ How this works: :meth:`Spawner.spawn` hands the request to an idle warm-pool wor
 request's session (ADR 0006) or forks a fresh one; either way the worker is entered in the
 :class:`WorkerTable` with its deadline, its report socket is watched by the loop's selector, and
 ``started`` goes to the gateway with the worker's relayed channel ends. Each worker's exit report
-feeds the preloader, the import-cost advice and the table (which may answer the request from it). A failed fork answers its one
-request; a failed fork-safety check also raises :class:`ForkRefused` so the loop retires.
+feeds the preloader, the import-cost advice and the table (which may answer the request from it).
+A failed fork answers its one request; a failed fork-safety check also raises
+:class:`ForkRefused` so the loop retires.
 """
 
 from __future__ import annotations
