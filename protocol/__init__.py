@@ -13,6 +13,7 @@ from protocol.errors import (
     TruncatedMessage,
     UnknownMessageType,
     VersionMismatch,
+    outcome_of,
 )
 from protocol.limits import MAX_DATA, MAX_FRAME, PROTOCOL_VERSION
 from protocol.messages import (
@@ -79,4 +80,5 @@ __all__ = [
     "decode",
     "encode",
     "frame",
+    "outcome_of",
 ]

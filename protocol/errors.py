@@ -47,6 +47,13 @@ class Outcome(str, Enum):
     DRAIN_TIMEOUT = "drain_timeout"
 
 
+def outcome_of(exit_code: int, kill_reason: Outcome | None = None) -> Outcome:
+    """Name how a worker ended (SPEC.md, ``exited``): ``kill_reason`` is why the zygote killed it, if it did."""
+    if exit_code < 0:
+        return kill_reason or Outcome.SIGNALED
+    return Outcome.EXITED if exit_code == 0 else Outcome.FAILED
+
+
 class ProtocolError(Exception):
     """The peer sent bytes that are not a valid message. ``code`` goes into the error reply."""
 

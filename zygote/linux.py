@@ -176,6 +176,16 @@ def exit_code_from_status(status: int) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """Fields 3 onwards of ``/proc/<pid>/stat`` (``fields[0]`` is field 3, the state); None when gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read()
+    except OSError:
+        return None
+    return text[text.rfind(b")") + 2 :].split()  # the name in parentheses may hold spaces
+
+
 def stat_memory(pid: int) -> tuple[int, int] | None:
     """``(page faults, RSS bytes)`` of a process from ``/proc/<pid>/stat``: counters, no page walk.
 
@@ -183,15 +193,27 @@ def stat_memory(pid: int) -> tuple[int, int] | None:
     at zero); each maps at most one new private page (without huge pages), a copy-on-write
     copy included. ``None`` when the process is gone.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            text = handle.read()
-    except OSError:
-        return None
-    fields = text[text.rfind(b")") + 2 :].split()  # the name in parentheses may hold spaces
+    fields = _stat_fields(pid)
     try:
         faults = int(fields[7]) + int(fields[9])  # minflt, majflt (fields 10 and 12 of proc(5))
         rss_pages = int(fields[21])  # field 24
-    except (IndexError, ValueError):
+    except (IndexError, TypeError, ValueError):
         return None
     return faults, rss_pages * PAGE_SIZE
+
+
+def zombie_status(pid: int, parent: int) -> int | None:
+    """The wait status of ``pid`` if it is a zombie child of ``parent`` nobody reaped yet, else None.
+
+    Lets a process that is not the parent learn how a process ended while its parent is stopped:
+    the kernel keeps the status (field 52, Linux 3.5+) until the parent waits. It shows the real
+    value only to a reader allowed to ptrace-read the process (same uid, dumpable); others read 0.
+    A zombie's pid cannot be reused, and the parent check rules out an unrelated process.
+    """
+    fields = _stat_fields(pid)
+    try:
+        if fields is None or fields[0] != b"Z" or int(fields[1]) != parent:
+            return None
+        return int(fields[49])
+    except (IndexError, ValueError):
+        return None

@@ -25,7 +25,7 @@ from dagfiles import simple_dag
 from hostile_support import HostileClient, run_raw_parse
 from zygote_harness import AIRFLOW, ZygoteProcess, socket_endpoint, spawn_message, wait_for
 
-from protocol import Error, Exited, Heartbeat, Signal, Started, Welcome
+from protocol import Error, Exited, Heartbeat, Message, Signal, Started, Welcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -202,6 +202,86 @@ def test_a_stopped_client_keeps_its_worker_and_gets_the_whole_result(
     assert [e["requests"] for e in gone] == [0], "its session ended only when it closed, after its parse"
 
 
+def _gated(dags: Path, name: str, ending: str) -> Path:
+    """A DAG file that says it runs (``<name>.running``), then waits for ``<name>.gate`` and does ``ending``."""
+    path = dags / f"{name}.py"
+    running, gate = dags.parent / f"{name}.running", dags.parent / f"{name}.gate"
+    body = f"import os, time\nopen({str(running)!r}, 'w').close()\n"
+    body += f"while not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n{ending}\n"
+    path.write_text(simple_dag(f"gated_{name}") + body)
+    return path
+
+
+def test_workers_that_finish_while_the_forker_is_stopped_are_answered_and_free_their_slots(
+    zygote: ZygoteProcess, tree: Path
+) -> None:
+    """The forker SIGSTOPped while both workers run: each is answered from its exit status, once.
+
+    Without it, both parse slots of the dag-processor stay taken for as long as the forker is
+    stopped, and it parses nothing (a stall the faults suite once caught). New spawns are
+    ``not_ready`` at once meanwhile; after SIGCONT the forker's own late ``exited`` adds nothing.
+    """
+    dags = tree / "repo" / "dags"
+    files = {"clean": _gated(dags, "clean", "pass"), "exit3": _gated(dags, "exit3", "os._exit(3)")}
+    parses: dict[str, Any] = {}
+    late: dict[str, list[Message]] = {}
+
+    def parse(name: str) -> None:
+        client = HostileClient(zygote.settings.socket, f"frozen-{name}")
+        client.hello()
+        try:
+            parses[name] = run_raw_parse(client, f"frozen-{name}", files[name], timeout=90)
+            late[name] = _messages_for(client, f"frozen-{name}", 6.0)  # the forker resumes meanwhile
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=parse, args=(name,)) for name in files]
+    for thread in threads:
+        thread.start()
+    forker = zygote.status()["forker"]["pid"]
+    try:
+        for name in files:
+            wait_for((tree / "repo" / f"{name}.running").exists, 90, f"the {name} worker to run")
+        os.kill(forker, signal.SIGSTOP)
+        for name in files:
+            (tree / "repo" / f"{name}.gate").touch()
+        wait_for(lambda: set(parses) == set(files), 30, "both parses to be answered while the forker is stopped")
+        _assert_not_ready_at_once(zygote, dags / "swapped.py")
+        assert psutil.Process(forker).status() == psutil.STATUS_STOPPED
+    finally:
+        os.kill(forker, signal.SIGCONT)
+        for thread in threads:
+            thread.join(timeout=120)
+    clean, failed = parses["clean"], parses["exit3"]
+    assert isinstance(clean.terminal, Exited) and clean.terminal.exit_code == 0, clean.describe()
+    assert b"gated_clean" in clean.outputs.get("requests", b""), clean.describe()
+    assert isinstance(failed.terminal, Exited), failed.describe()
+    assert (failed.terminal.exit_code, failed.terminal.outcome) == (3, "failed"), failed.describe()
+    answered = {e["request_id"] for e in zygote.events("request.answered_without_forker")}
+    assert {"frozen-clean", "frozen-exit3"} <= answered
+    assert late == {name: [] for name in files}, "the forker's own exited went no further than the gateway"
+    wait_for(lambda: zygote.status()["workers"]["running"] == 0, 30, "the forker's late answers to free the slots")
+    client = HostileClient(zygote.settings.socket, "frozen-after")
+    client.hello()
+    try:
+        after = run_raw_parse(client, "frozen-after", dags / "swapped.py", timeout=90)
+    finally:
+        client.close()
+    assert isinstance(after.terminal, Exited) and after.terminal.exit_code == 0, after.describe()
+
+
+def _assert_not_ready_at_once(zygote: ZygoteProcess, path: Path) -> None:
+    client = HostileClient(zygote.settings.socket, "frozen-other")
+    client.hello()
+    try:
+        sent = time.monotonic()
+        client.send(spawn_message("frozen-other", path))
+        assert client.expect(Error, request_id="frozen-other", timeout=10).code == "not_ready"
+        assert time.monotonic() - sent < 5
+    finally:
+        client.close()
+
+
 def test_a_zygote_refusing_nearly_every_spawn_is_not_healthy(zygote: ZygoteProcess, tree: Path) -> None:
     client = HostileClient(zygote.settings.socket, "refused")
     client.hello()
@@ -216,6 +296,16 @@ def test_a_zygote_refusing_nearly_every_spawn_is_not_healthy(zygote: ZygoteProce
     assert "refused" in report["reason"] and report["recent"]["refused"]["rejected_path"] >= 150
     done = subprocess.run([AIRFLOW, "zygote", "status"], env=zygote.env, capture_output=True, timeout=60, check=False)
     assert done.returncode == 1
+
+
+def _messages_for(client: HostileClient, request_id: str, seconds: float) -> list[Message]:
+    """Every message for ``request_id`` that arrives within ``seconds``."""
+    deadline, seen = time.monotonic() + seconds, []
+    while (remaining := deadline - time.monotonic()) > 0:
+        message = client.poll_message(remaining)
+        if message is not None and getattr(message, "id", None) == request_id:
+            seen.append(message)
+    return seen
 
 
 def _silent(zygote: ZygoteProcess, prefix: str) -> list[dict[str, Any]]:

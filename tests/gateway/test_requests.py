@@ -83,15 +83,26 @@ def test_unknown_internal_ids_change_nothing() -> None:
     assert table.by_internal("r99") is None and table.of_client(b"c") == []
 
 
-def test_the_oldest_unanswered_spawn_of_a_generation_is_what_a_stall_is_measured_from() -> None:
+def test_what_a_forker_owes_is_unstarted_spawns_and_exits_of_workers_whose_channels_ended() -> None:
     table = RequestTable()
-    first, second, other = (table.accept(b"c", _spawn(name), 1.0) for name in ("a", "b", "c"))
-    for request in (first, second, other):
+    first, second, other, running = (table.accept(b"c", _spawn(name), 1.0) for name in ("a", "b", "c", "d"))
+    for request in (first, second, other, running):
         table.admit(request)
         assert table.next_queued() is request
     table.dispatch(first, 1, now=10.0)
     table.dispatch(second, 1, now=12.0)
     table.dispatch(other, 2, now=5.0)
-    assert table.oldest_unanswered(1) == 10.0
-    assert table.oldest_unanswered(2) == 5.0
-    assert table.oldest_unanswered(3) is None
+    table.dispatch(running, 1, now=3.0)
+    relay, _peers = _relay()
+    table.started(running.internal_id, 9, relay, now=4.0)
+    assert sorted(table.owed_since(1)) == [10.0, 12.0], "a running worker owes nothing yet"
+    table.channels_ended(running, 20.0)
+    table.channels_ended(running, 25.0)
+    assert sorted(table.owed_since(1)) == [10.0, 12.0, 20.0]
+    assert table.mark_replied(first)
+    assert sorted(table.owed_since(1)) == [10.0, 12.0, 20.0], "replied, the forker still owes its answer"
+    table.exited(running.internal_id, Exited(id=running.internal_id, exit_code=0, outcome="exited"), 21.0)
+    table.close_slot(second)
+    assert table.owed_since(1) == [10.0]
+    assert table.owed_since(2) == [5.0]
+    assert table.owed_since(3) == []

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from protocol import Exited, Outcome, WorkerReport
+from protocol import Exited, Outcome, WorkerReport, outcome_of
 from zygote.forker.memory_watch import UssBound, needs_exact
 
 IMPORTS_IN_STATS = 100
@@ -213,13 +213,6 @@ class WorkerTable:
             return False
         used = float(stats.get("cpu_user_s", 0.0)) + float(stats.get("cpu_system_s", 0.0))
         return used >= self._cpu_limit_s - CPU_SLACK_S
-
-
-def outcome_of(exit_code: int, kill_reason: Outcome | None) -> Outcome:
-    """Name how a worker ended (SPEC.md, ``exited``)."""
-    if exit_code < 0:
-        return kill_reason or Outcome.SIGNALED
-    return Outcome.EXITED if exit_code == 0 else Outcome.FAILED
 
 
 def _stats(

@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
-from protocol import Credit, Error, ErrorCode, Exited, Input, Output, Signal, Spawn, Started
+from protocol import Credit, Error, ErrorCode, Exited, Input, Output, Signal, Spawn, Started, outcome_of
+from zygote import linux
 from zygote.config import Settings
 from zygote.gateway.allowed_paths import directory_refusal, path_refusal
 from zygote.gateway.forker_link import ForkerLink
@@ -33,8 +34,9 @@ log = get_logger(__name__)
 VALID_SIGNALS = frozenset(int(signum) for signum in signal.valid_signals())
 CREDIT_WINDOW = 4 * 1024 * 1024
 FORKER_STALL_S = 2.0
-"""A spawn the serving forker has not answered for this long means it is stopped or starved (a fork
-takes milliseconds): new spawns are refused ``not_ready`` at once until it answers again."""
+"""An answer the serving forker has owed this long (a spawn, or the ``exited`` of a worker whose
+channels ended; each takes milliseconds) means it is stopped or starved: new spawns are refused
+``not_ready`` at once until it answers again, and finished workers are answered without it."""
 RECENT_WORKERS = 4096
 """Worker pids remembered after they ended, to recognise a signal a worker sent just before dying."""
 
@@ -82,7 +84,7 @@ class Dispatcher:
             return ErrorCode.NOT_READY, "no forker generation is ready (starting, restarting after a crash, or retired)"
         stalled = self.stalled_for(time.monotonic())
         if stalled >= FORKER_STALL_S:
-            return ErrorCode.NOT_READY, f"the forker has not answered a spawn for {stalled:.1f} s (stopped or starved)"
+            return ErrorCode.NOT_READY, f"the forker has not answered for {stalled:.1f} s (stopped or starved)"
         capacity = self.settings.max_workers + self.settings.max_queued
         if self.requests.running + self.requests.waiting > capacity:  # the new request is among them
             text = f"all {self.settings.max_workers} workers are busy and {self.settings.max_queued} requests wait"
@@ -116,17 +118,54 @@ class Dispatcher:
         return {"refused": refused, "frozen_objects": forker.frozen, **sampled}
 
     def stalled_for(self, now: float) -> float:
-        """How long the serving forker has owed an answer to a spawn (0 when it owes none)."""
-        forker = self.pool.serving()
-        oldest = self.requests.oldest_unanswered(forker.generation) if forker is not None else None
-        return 0.0 if oldest is None else now - oldest
+        """How long the serving forker has owed an answer (0 when it owes none)."""
+        owed = self._owed_since()
+        return now - min(owed) if owed else 0.0
 
     def stall_deadline(self) -> float | None:
-        """When the serving forker will count as stalled if it does not answer first (a timer for the loop)."""
+        """The next moment an owed answer turns into a stall (a timer for the loop; passed ones are not)."""
+        now = time.monotonic()
+        deadlines = [since + FORKER_STALL_S for since in self._owed_since()]
+        return min((d for d in deadlines if d > now), default=None)  # passed: no busy loop
+
+    def _owed_since(self) -> list[float]:
         forker = self.pool.serving()
-        oldest = self.requests.oldest_unanswered(forker.generation) if forker is not None else None
-        deadline = None if oldest is None else oldest + FORKER_STALL_S
-        return deadline if deadline is not None and deadline > time.monotonic() else None  # passed: no busy loop
+        return self.requests.owed_since(forker.generation) if forker is not None else []
+
+    def on_stall(self, now: float) -> None:
+        """While the forker owes answers for too long: nothing waits for it that need not.
+
+        Queued requests end ``not_ready`` (the client parses them elsewhere), and a worker that
+        finished (its channels ended, it is a zombie its stopped forker has not reaped) is answered
+        from its exit status in ``/proc``: else each would hold a dag-processor parse slot for as
+        long as the forker is stopped. The forker's own ``exited`` closes the slot later.
+        """
+        if self.stalled_for(now) < FORKER_STALL_S:
+            return
+        self.cancel_queued(ErrorCode.NOT_READY, f"the forker has not answered for {self.stalled_for(now):.1f} s")
+        due = now - FORKER_STALL_S
+        for request in self.requests.live():
+            finished = request.state is RequestState.RUNNING and 0 < request.channels_ended_at <= due
+            if finished and not request.replied:
+                self._answer_without_forker(request)
+
+    def _answer_without_forker(self, request: Request) -> None:
+        forker = self.pool.by_generation(request.generation)
+        status = linux.zombie_status(request.pid, forker.pid) if forker is not None else None
+        if status is None:
+            return  # still running after closing its channels, or already reaped: the forker answers
+        exit_code = linux.exit_code_from_status(status)
+        dropped = request.relay.dropped if request.relay is not None else 0
+        stats = {
+            "pid": request.pid,
+            "wall_s": request.channels_ended_at - request.started_at,
+            "output_dropped": dropped,
+        }
+        outcome = outcome_of(exit_code).value
+        if self._reply_exited(request, Exited(id=request.spawn.id, exit_code=exit_code, outcome=outcome, stats=stats)):
+            log.warning(
+                "request.answered_without_forker", request_id=request.spawn.id, pid=request.pid, exit_code=exit_code
+            )
 
     def _path_checked(self, request: Request, problem: str) -> None:
         if request.replied:
@@ -161,7 +200,7 @@ class Dispatcher:
 
     def worker_started(self, started: Started, fds: list[int]) -> None:
         relay = Relay.from_fds(fds, CREDIT_WINDOW, self.settings.worker_max_output)
-        request = self.requests.started(started.id, started.pid, relay)
+        request = self.requests.started(started.id, started.pid, relay, time.monotonic())
         if request is None:
             return
         self._remember_worker(started.pid)
@@ -216,6 +255,8 @@ class Dispatcher:
             )
             self.sessions.send(request.client, Output(id=request.spawn.id, channel="stderr", data=marker.encode()))
         if not still_open:
+            if relay.all_closed:
+                self.requests.channels_ended(request, time.monotonic())
             self.maybe_complete(request)
 
     def force_close_drained(self, now: float, drain_s: float) -> None:
@@ -242,10 +283,16 @@ class Dispatcher:
             return
         dropped = request.relay.dropped if request.relay is not None else 0
         message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
-        if self.requests.mark_replied(request):
-            self.book.finished(message)
-            self.sessions.send(request.client, message)
+        if self._reply_exited(request, message):
             _log_finished(request, message)
+
+    def _reply_exited(self, request: Request, message: Exited) -> bool:
+        """Send ``message`` (already in the client's id) as the terminal reply, unless one went already."""
+        if not self.requests.mark_replied(request):
+            return False
+        self.book.finished(message)
+        self.sessions.send(request.client, message)
+        return True
 
     def reply_error(self, request: Request, code: ErrorCode, text: str) -> None:
         if self.requests.mark_replied(request):
@@ -330,10 +377,7 @@ class Dispatcher:
 
     def signal(self, request: Request, signum: int) -> None:
         if request.state in (RequestState.CHECKING, RequestState.QUEUED):
-            cancelled = Exited(id=request.spawn.id, exit_code=-signum, outcome="killed", stats={})
-            if self.requests.mark_replied(request):
-                self.book.finished(cancelled)
-                self.sessions.send(request.client, cancelled)
+            self._reply_exited(request, Exited(id=request.spawn.id, exit_code=-signum, outcome="killed", stats={}))
             return
         forker = self.pool.by_generation(request.generation)
         if forker is not None and request.slot_open:

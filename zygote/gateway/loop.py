@@ -185,6 +185,7 @@ class Gateway:
         self.status_waits.expire(now, self._reply_status)
         self._sample_forker(now)
         self.dispatcher.force_close_drained(now, CHANNEL_DRAIN_S)
+        self.dispatcher.on_stall(now)
 
     def _read_signals(self) -> None:
         for delivery in self.signals.read():

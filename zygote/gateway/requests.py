@@ -8,6 +8,10 @@ the request is forgotten when both have ended. Every state change is a method of
 
     CHECKING --admit--> QUEUED --dispatch--> DISPATCHED --started--> RUNNING --exited--> EXITED
     (any) --reply--> replied          (DISPATCHED, RUNNING) --close_slot--> slot closed
+
+A RUNNING request whose channels all ended (``channels_ended``) waits only for the forker's
+``exited``, which comes within milliseconds; like a spawn not yet started, it is an answer the
+forker owes (``owed_since``), and one owed for long means the forker is stopped or starved.
 """
 
 from __future__ import annotations
@@ -43,7 +47,10 @@ class Request:
     dispatched_at: float = 0.0
     """When the forker was asked to fork it (monotonic): a forker that never answers is a stalled one."""
     pid: int = 0
+    started_at: float = 0.0
     relay: Relay | None = None
+    channels_ended_at: float = 0.0
+    """When the worker's last channel reached EOF (monotonic; 0 while one is open)."""
     exited: Exited | None = None
     exited_at: float = 0.0
     replied: bool = False
@@ -134,16 +141,24 @@ class RequestTable:
         request.slot_open = True
         self.running += 1
 
-    def oldest_unanswered(self, generation: int) -> float | None:
-        """When the longest-waiting spawn of ``generation`` was sent to its forker, if one still waits."""
-        waiting = [
-            r.dispatched_at
-            for r in self._by_internal.values()
-            if r.state is RequestState.DISPATCHED and r.generation == generation and not r.replied
-        ]
-        return min(waiting, default=None)
+    def owed_since(self, generation: int) -> list[float]:
+        """Since when each answer the forker of ``generation`` owes became due (monotonic).
 
-    def started(self, internal_id: str, pid: int, relay: Relay) -> Request | None:
+        Both kinds take a healthy forker milliseconds: a spawn it has not started, and the
+        ``exited`` of a worker whose channels all ended. A reply already sent does not matter:
+        the forker owes the answer until its slot closes.
+        """
+        due = []
+        for request in self._by_internal.values():
+            if not request.slot_open or request.generation != generation:
+                continue
+            if request.state is RequestState.DISPATCHED:
+                due.append(request.dispatched_at)
+            elif request.state is RequestState.RUNNING and request.channels_ended_at:
+                due.append(request.channels_ended_at)
+        return due
+
+    def started(self, internal_id: str, pid: int, relay: Relay, now: float = 0.0) -> Request | None:
         """DISPATCHED -> RUNNING; None (and the relay closed) when nobody waits for it any more."""
         request = self._by_internal.get(internal_id)
         if request is None or request.replied or request.state is not RequestState.DISPATCHED:
@@ -151,8 +166,14 @@ class RequestTable:
             return None
         request.relay = relay
         request.pid = pid
+        request.started_at = now
         request.state = RequestState.RUNNING
         return request
+
+    def channels_ended(self, request: Request, now: float) -> None:
+        """RUNNING: every channel of its worker reached EOF; only the forker's ``exited`` is missing."""
+        if request.state is RequestState.RUNNING and not request.channels_ended_at:
+            request.channels_ended_at = now
 
     def exited(self, internal_id: str, exited: Exited, now: float) -> Request | None:
         """-> EXITED: the worker was reaped; its channels may still hold output."""

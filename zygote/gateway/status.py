@@ -82,7 +82,8 @@ class StatusBook:
         stats = exited.stats
         if "wall_s" in stats:
             self.parse_s.add(float(stats["wall_s"]))
-            self.peak_uss.add(float(stats.get("peak_uss", 0)))
+        if "peak_uss" in stats:  # not measured for a worker answered without its forker
+            self.peak_uss.add(float(stats["peak_uss"]))
             self.peak_pss.add(float(stats.get("peak_pss", 0)))
 
     def assemble(self, snapshot: GatewaySnapshot, forker_status: dict[str, Any] | None) -> dict[str, Any]:
