@@ -15,15 +15,6 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "client"))  # e2e_support: th
 from fault_home import FaultHome
 from processes import DagProcessor
 
-LONGEST_FIRST = "test_soak.py"
-"""The soak takes a third of the suite's time alone: started last, it ran on after every other file
-ended (``make faults`` 10.7 min on two workers, where the work is about 15 min of one)."""
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Soak first among equals: xdist's ``loadfile`` deals files by test count, then in this order."""
-    items.sort(key=lambda item: item.path.name != LONGEST_FIRST)
-
 
 @pytest.fixture
 def make_home(tmp_path: Path, migrated_db: Path, airflow_env: dict[str, str]) -> Any:
