@@ -194,10 +194,12 @@ def stat_memory(pid: int) -> tuple[int, int] | None:
     copy included. ``None`` when the process is gone.
     """
     fields = _stat_fields(pid)
+    if fields is None:
+        return None
     try:
         faults = int(fields[7]) + int(fields[9])  # minflt, majflt (fields 10 and 12 of proc(5))
         rss_pages = int(fields[21])  # field 24
-    except (IndexError, TypeError, ValueError):
+    except (IndexError, ValueError):
         return None
     return faults, rss_pages * PAGE_SIZE
 
