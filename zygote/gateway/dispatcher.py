@@ -140,9 +140,10 @@ class Dispatcher:
         from its exit status in ``/proc``: else each would hold a dag-processor parse slot for as
         long as the forker is stopped. The forker's own ``exited`` closes the slot later.
         """
-        if self.stalled_for(now) < FORKER_STALL_S:
+        stalled = self.stalled_for(now)
+        if stalled < FORKER_STALL_S:
             return
-        self.cancel_queued(ErrorCode.NOT_READY, f"the forker has not answered for {self.stalled_for(now):.1f} s")
+        self.cancel_queued(ErrorCode.NOT_READY, f"the forker has not answered for {stalled:.1f} s")
         due = now - FORKER_STALL_S
         for request in self.requests.live():
             finished = request.state is RequestState.RUNNING and 0 < request.channels_ended_at <= due
@@ -155,14 +156,10 @@ class Dispatcher:
         if status is None:
             return  # still running after closing its channels, or already reaped: the forker answers
         exit_code = linux.exit_code_from_status(status)
-        dropped = request.relay.dropped if request.relay is not None else 0
-        stats = {
-            "pid": request.pid,
-            "wall_s": request.channels_ended_at - request.started_at,
-            "output_dropped": dropped,
-        }
+        stats = {"pid": request.pid, "wall_s": request.channels_ended_at - request.started_at}
         outcome = outcome_of(exit_code).value
-        if self._reply_exited(request, Exited(id=request.spawn.id, exit_code=exit_code, outcome=outcome, stats=stats)):
+        answer = Exited(id=request.spawn.id, exit_code=exit_code, outcome=outcome, stats=stats)
+        if self._reply_exited(request, answer) is not None:
             log.warning(
                 "request.answered_without_forker", request_id=request.spawn.id, pid=request.pid, exit_code=exit_code
             )
@@ -281,18 +278,19 @@ class Dispatcher:
         exited = request.exited
         if exited is None or (request.relay is not None and not request.relay.all_closed):
             return
-        dropped = request.relay.dropped if request.relay is not None else 0
-        message = replace(exited, id=request.spawn.id, stats={**exited.stats, "output_dropped": dropped})
-        if self._reply_exited(request, message):
+        message = self._reply_exited(request, replace(exited, id=request.spawn.id))
+        if message is not None:
             _log_finished(request, message)
 
-    def _reply_exited(self, request: Request, message: Exited) -> bool:
-        """Send ``message`` (already in the client's id) as the terminal reply, unless one went already."""
+    def _reply_exited(self, request: Request, exited: Exited) -> Exited | None:
+        """Send ``exited`` (in the client's id), with ``output_dropped``, unless a terminal reply went already."""
         if not self.requests.mark_replied(request):
-            return False
+            return None
+        dropped = request.relay.dropped if request.relay is not None else 0
+        message = replace(exited, stats={**exited.stats, "output_dropped": dropped})
         self.book.finished(message)
         self.sessions.send(request.client, message)
-        return True
+        return message
 
     def reply_error(self, request: Request, code: ErrorCode, text: str) -> None:
         if self.requests.mark_replied(request):
