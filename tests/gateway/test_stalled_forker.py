@@ -14,8 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from unreaped import unreaped_child
+
 from protocol import CHANNELS, Error, Exited, Message, Spawn, Started
-from zygote import linux
 from zygote.config import Settings
 from zygote.gateway.dispatcher import FORKER_STALL_S, Dispatcher
 from zygote.gateway.status import StatusBook
@@ -50,24 +51,13 @@ class _Forker:
         self.sent.append(message)
 
 
-def _zombie(code: int) -> int:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(code)
-    deadline = time.monotonic() + 10
-    while linux.zombie_status(pid, os.getpid()) is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    return pid
-
-
 def test_a_stall_ends_the_queue_and_answers_a_finished_worker_once(tmp_path: Path) -> None:
     (tmp_path / "f.py").write_text("")
     sessions, forker, book = _Sessions(), _Forker(), StatusBook()
     settings = Settings(socket="ipc:///x", max_workers=1, max_queued=1)
     dispatcher = Dispatcher(settings, (str(tmp_path),), sessions, forker, book)  # type: ignore[arg-type]
     spawn = Spawn(id="", path=str(tmp_path / "f.py"), bundle_path=str(tmp_path), bundle_name="b", timeout=5.0, cwd="/")
-    pid = _zombie(3)
+    pid = unreaped_child(3)
     try:
         for request_id in ("running", "queued"):
             dispatcher.spawn(b"c", replace(spawn, id=request_id), {}, draining=False)

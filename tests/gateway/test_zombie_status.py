@@ -7,25 +7,15 @@ import subprocess
 import sys
 import time
 
+from unreaped import unreaped_child
+
 from zygote import linux
 
 _READER = "import sys; from zygote import linux; print(linux.zombie_status(int(sys.argv[1]), int(sys.argv[2])))"
 
 
-def _zombie(code: int) -> int:
-    """A child of this process that ended with ``code`` and is not reaped yet."""
-    pid = os.fork()
-    if pid == 0:
-        os._exit(code)
-    deadline = time.monotonic() + 10
-    while linux.zombie_status(pid, os.getpid()) is None:
-        assert time.monotonic() < deadline, "the child never became a zombie"
-        time.sleep(0.01)
-    return pid
-
-
 def test_a_process_that_is_not_the_parent_reads_the_exit_status_of_its_zombie() -> None:
-    pid = _zombie(3)
+    pid = unreaped_child(3)
     try:
         done = subprocess.run(
             [sys.executable, "-c", _READER, str(pid), str(os.getpid())], capture_output=True, text=True, check=True
