@@ -6,8 +6,8 @@ deadline (heartbeats, restarts, status waits). Each iteration registers a handle
 object and calls the ones that fired. Clients must say ``hello`` first (``sessions``); requests
 move through ``dispatcher``; forker generations through ``generations``; filesystem checks run in
 threads and answer through a wakeup socket (``path_checks``). A client whose connection closed is
-reported by the ROUTER's monitor (read before the ROUTER itself, so a new connection that reuses
-the fd is never mistaken for the closed one), and is gone at once. Whenever
+reported by the ROUTER's monitor (read again before each ``hello``, so a new connection that
+reuses the fd is never mistaken for the closed one), and is gone at once. Whenever
 readiness (``load.ready``) changes, every session gets a heartbeat with the new load at once. Signals arrive on a
 signalfd, read by the loop; SIGTERM/SIGINT/SIGHUP sent by the zygote's own descendants (DAG code)
 are ignored. The gateway is a child subreaper (PID 1 in its container in any case) and reaps any
@@ -87,7 +87,7 @@ class Gateway:
         self.context: zmq.Context[Any] = zmq.Context()
         self.endpoint = bind_server(self.context, self.settings)
         self.router = self.endpoint.router
-        self.sessions = Sessions(self.router, self._client_gone)
+        self.sessions = Sessions(self.router, self._client_gone, self.endpoint.disconnected_fds)
         self.pool = ForkerPool(verbose, self.sessions.send)
         self.dispatcher = Dispatcher(self.settings, tuple(boot.roots), self.sessions, self.pool, self.book)
         self.was_ready = False
@@ -121,7 +121,7 @@ class Gateway:
     def _poll_once(self) -> None:
         poller = zmq.Poller()
         handlers: dict[Any, Handler] = {}
-        self._register(poller, handlers, self.endpoint.monitor, zmq.POLLIN, lambda _: self._read_disconnects())
+        self._register(poller, handlers, self.endpoint.monitor, zmq.POLLIN, lambda _: self.sessions.read_disconnects())
         self._register(poller, handlers, self.router, zmq.POLLIN, lambda _: self._read_router())
         self._register(poller, handlers, self.signals.fileno(), zmq.POLLIN, lambda _: self._read_signals())
         checks = self.dispatcher.checks
@@ -308,12 +308,8 @@ class Gateway:
             "gateway.config_adopted", generation=ready.generation, roots=list(roots), max_workers=settings.max_workers
         )
 
-    def _read_disconnects(self) -> None:
-        for fd in self.endpoint.disconnected_fds():
-            self.sessions.disconnected(fd)
-
     def _read_router(self) -> None:
-        self._read_disconnects()
+        self.sessions.read_disconnects()
         for _ in range(1000):
             try:
                 frames = self.router.recv_multipart(zmq.NOBLOCK, copy=False)

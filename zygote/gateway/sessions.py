@@ -2,7 +2,8 @@
 
 A session starts with an accepted ``hello`` and ends when its client is gone: its connection
 closed (the ROUTER's monitor names the fd of each closed connection; a session knows the fd its
-``hello`` came on), a send found it unreachable, or it
+``hello`` came on; closed fds are read before each ``hello`` is taken, because the kernel reuses a
+closed connection's fd for the next one), a send found it unreachable, or it
 stopped reading until its send queue filled (``SNDHWM``). Silence alone ends nothing: a client
 that is connected but silent is frozen (SIGSTOP, a debugger, CPU starvation), not dead, and its
 workers run on until their own timeout; it is logged once as ``client.silent``. The session
@@ -60,14 +61,17 @@ class Handshake:
 
 
 GoneCallback = Callable[[bytes, Session, str], None]
+ClosedFds = Callable[[], list[int]]
+"""Fds of the connections that closed since the last call (the ROUTER monitor's, never blocks)."""
 
 
 class Sessions:
     """Every accepted session by routing id, and the one way to send to a client."""
 
-    def __init__(self, router: zmq.Socket[Any], on_gone: GoneCallback) -> None:
+    def __init__(self, router: zmq.Socket[Any], on_gone: GoneCallback, closed_fds: ClosedFds) -> None:
         self.router = router
         self.on_gone = on_gone
+        self.closed_fds = closed_fds
         self._sessions: dict[bytes, Session] = {}
 
     def __len__(self) -> int:
@@ -87,7 +91,12 @@ class Sessions:
         return session
 
     def hello(self, client: bytes, hello: Hello, handshake: Handshake, load: dict[str, Any], fd: int) -> None:
-        """Answer ``hello``: ``welcome`` (and a session) or the error that refuses it."""
+        """Answer ``hello``: ``welcome`` (and a session) or the error that refuses it.
+
+        Closed connections are read first: a connection that closed before this one opened may
+        have had the same fd, and its disconnect, read after this session exists, would end it.
+        """
+        self.read_disconnects()
         problem, code = _refusal(hello, handshake)
         if not problem and client not in self._sessions and len(self._sessions) >= MAX_SESSIONS:
             problem, code = f"the gateway already has {MAX_SESSIONS} sessions", ErrorCode.OVERLOADED
@@ -113,11 +122,12 @@ class Sessions:
         for client in list(self._sessions):
             self.send(client, message)
 
-    def disconnected(self, fd: int) -> None:
-        """The connection on ``fd`` closed: its sessions are gone."""
-        for client, session in list(self._sessions.items()):
-            if session.fd == fd:
-                self.drop(client, "disconnected")
+    def read_disconnects(self) -> None:
+        """End the sessions whose connections closed since the last read."""
+        for fd in self.closed_fds():
+            for client, session in list(self._sessions.items()):
+                if session.fd == fd:
+                    self.drop(client, "disconnected")
 
     def drop(self, client: bytes, why: str) -> None:
         session = self._sessions.pop(client, None)
