@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from protocol import CHANNELS, FrameBuffer, WorkerReport
+from zygote.forker.measure import ModuleBaseline
 from zygote.forker.worker import Assignment, ChannelPairs, _reporting
 
 REPORT_WAIT_S = 30.0
@@ -38,7 +39,7 @@ def _fork_worker(target: Callable[[], None], bundle: str = "") -> tuple[int, Cha
 
         os._exit = slow_teardown  # type: ignore[assignment]
         channels = [pairs.child[name].dup() for name in CHANNELS]
-        run = _reporting(lambda: Assignment(target, bundle), pairs.child["report"], channels, frozenset(sys.modules))
+        run = _reporting(lambda: Assignment(target, bundle), pairs.child["report"], channels, ModuleBaseline())
         try:
             run()
         finally:

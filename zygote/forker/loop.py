@@ -20,7 +20,6 @@ import os
 import selectors
 import signal
 import socket
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,6 +43,7 @@ from zygote import linux
 from zygote.config import Settings
 from zygote.forker.children import ForkRefused
 from zygote.forker.frames import FINAL_BUDGET
+from zygote.forker.measure import ModuleBaseline
 from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import ApprovedPatterns, Preloader, ProbeBounds, freeze_heap
 from zygote.forker.probe import ProbeRunner
@@ -80,7 +80,7 @@ class Forker:
         self.drain_at: float | None = None
         self.running = True
         self.gateway_lost = False
-        self.baseline_modules: frozenset[str] = frozenset()
+        self.baseline_modules = ModuleBaseline({})
         self.own_children: frozenset[int] = frozenset()
         self.next_sample_at = 0.0
         self.thp_mode = linux.transparent_huge_pages_mode()
@@ -109,7 +109,7 @@ class Forker:
         if self.settings.warm_parse_caches:  # ADR 0007: after the preloads, so it imports nothing new
             warm_parse_caches()
         freeze_heap()
-        self.baseline_modules = frozenset(sys.modules)
+        self.baseline_modules = ModuleBaseline()
         self.own_children = frozenset(linux.child_pids(self.pid))  # started by Airflow on purpose
         self.selector.register(self.link, selectors.EVENT_READ, self._read_link)
         log.info(
@@ -331,7 +331,7 @@ class Forker:
 
     def _after_promotion(self, promoted: list[str]) -> None:
         if promoted:
-            self.baseline_modules = frozenset(sys.modules)
+            self.baseline_modules = ModuleBaseline()
             self.pool.heap_changed()  # an idle worker holds the heap before the promotion
             log.info(
                 "preload.loaded",

@@ -15,6 +15,7 @@ from typing import Any
 from protocol import Spawn
 from zygote import linux
 from zygote.forker.children import ForkRefused, fork_child
+from zygote.forker.measure import ModuleBaseline
 from zygote.forker.pool import PooledWorker, WarmPool, assign, process_digest
 from zygote.forker.worker import ChannelPairs, WorkerLimits, specialised_body, unspecialised_body
 from zygote.logs import get_logger
@@ -49,7 +50,7 @@ class PoolKeeper:
         """When the loop should wake to fork a pool worker (None: the pool is full or closed)."""
         return self.next_refill_at if self.pool.wanted() else None
 
-    def refill(self, now: float, baseline_modules: frozenset[str]) -> None:
+    def refill(self, now: float, baseline_modules: ModuleBaseline) -> None:
         """Fork one pool worker if one is wanted; :class:`ForkRefused` goes up (the loop retires)."""
         if not self.pool.wanted() or now < self.next_refill_at:
             return

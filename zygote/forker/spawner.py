@@ -21,6 +21,7 @@ from protocol import Error, ErrorCode, Message, Spawn, Started, WorkerReport
 from zygote.config import Settings
 from zygote.forker.children import ForkRefused, fork_child
 from zygote.forker.frames import ChildReader
+from zygote.forker.measure import ModuleBaseline
 from zygote.forker.pool_keeper import PoolKeeper
 from zygote.forker.preload import Preloader
 from zygote.forker.worker import ChannelPairs, worker_body
@@ -61,7 +62,7 @@ class Spawner:
         self.import_costs: dict[str, float] = {}
         self.fork_failures = 0
 
-    def spawn(self, spawn: Spawn, baseline_modules: frozenset[str]) -> None:
+    def spawn(self, spawn: Spawn, baseline_modules: ModuleBaseline) -> None:
         """Start ``spawn``'s worker; raises :class:`ForkRefused` (after refusing it) when forking is unsafe."""
         received = time.monotonic()
         pooled = self.pool.take(spawn)

@@ -8,7 +8,6 @@ child and treats the Airflow modules that child imported like any approved prelo
 from __future__ import annotations
 
 import socket
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from protocol import WorkerReport, frame
 from zygote import linux
 from zygote.forker.children import fork_child
 from zygote.forker.frames import ChildReader, reap_blocking
+from zygote.forker.measure import ModuleBaseline
 from zygote.logs import get_logger
 
 log = get_logger(__name__)
@@ -65,9 +65,9 @@ def run_warmup(timeout_s: float) -> list[str]:
 
 
 def _warmup_body(report: socket.socket) -> int:
-    baseline = frozenset(sys.modules)
+    baseline = ModuleBaseline()
     _parse_warmup_dag()
-    modules = {name: 0.0 for name in list(sys.modules) if name not in baseline}
+    modules = {name: 0.0 for name, _ in baseline.imported_since()}
     report.sendall(frame(WorkerReport(modules=modules, gc={}, memory={})))
     return 0
 

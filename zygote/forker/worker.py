@@ -28,7 +28,7 @@ from typing import Any, NoReturn, Protocol
 
 from protocol import CHANNELS, FrameBuffer, ProtocolError, Spawn, WorkerReport, frame
 from zygote import linux
-from zygote.forker.measure import GcTimer, ImportTimer
+from zygote.forker.measure import GcTimer, ImportTimer, ModuleBaseline
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Measured:
 
     imports: ImportTimer
     gc_timer: GcTimer
-    baseline: frozenset[str]
+    baseline: ModuleBaseline
     bundle_path: str
     start: float
 
@@ -70,8 +70,8 @@ class Measured:
         seconds = self.imports.seconds
         return {
             name: seconds.get(name, 0.0)
-            for name, module in list(sys.modules.items())
-            if name not in self.baseline and not (bundle and _module_file(module).startswith(bundle))
+            for name, module in self.baseline.imported_since()
+            if not (bundle and _module_file(module).startswith(bundle))
         }
 
 
@@ -128,7 +128,7 @@ def worker_body(
     pairs: ChannelPairs,
     spawn: Spawn,
     limits: WorkerLimits,
-    baseline_modules: frozenset[str],
+    baseline_modules: ModuleBaseline,
     target: Callable[[], None] | None = None,
 ) -> Callable[[], int]:
     """The body :func:`~zygote.forker.children.fork_child` runs in a worker forked for ``spawn``."""
@@ -146,7 +146,7 @@ def specialised_body(
     pairs: ChannelPairs,
     session: Spawn,
     limits: WorkerLimits,
-    baseline_modules: frozenset[str],
+    baseline_modules: ModuleBaseline,
 ) -> Callable[[], int]:
     """A pool worker pre-specialised for the session of ``session``, its latest spawn (ADR 0006).
 
@@ -174,7 +174,7 @@ def specialised_body(
 
 
 def unspecialised_body(
-    pairs: ChannelPairs, limits: WorkerLimits, baseline_modules: frozenset[str]
+    pairs: ChannelPairs, limits: WorkerLimits, baseline_modules: ModuleBaseline
 ) -> Callable[[], int]:
     """A pool worker forked before the forker knew any session: it waits, then is a fresh worker."""
 
@@ -208,7 +208,7 @@ def await_assignment(report: socket.socket) -> Spawn | None:
             return first if isinstance(first, Spawn) else None
 
 
-def supervised(pairs: ChannelPairs, assigned: Callable[[], Assignment], baseline_modules: frozenset[str]) -> int:
+def supervised(pairs: ChannelPairs, assigned: Callable[[], Assignment], baseline_modules: ModuleBaseline) -> int:
     """Airflow's child set-up (``_fork_main``), then the target ``assigned`` returns, measured.
 
     The crash channel goes on fd 2 first: ``_fork_main`` keeps a copy of fd 2 as its last-chance
@@ -293,7 +293,7 @@ def _reporting(
     assigned: Callable[[], Assignment],
     report: socket.socket,
     channels: list[socket.socket],
-    baseline: frozenset[str],
+    baseline: ModuleBaseline,
 ) -> Callable[[], None]:
     """Wrap the target ``assigned`` returns so the worker reports as it exits, however it exits.
 
