@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import resource
@@ -56,9 +57,8 @@ def test_removed_and_blocked_entries_do_not_end_the_walk_early(scratch: list[str
 
 def test_a_forked_worker_finds_its_imports_without_copying_the_parents_pages() -> None:
     """The reason for the walk: a pass over every module writes each one's refcount (copy-on-write)."""
-    import email.mime.multipart  # noqa: F401  # enough modules that a full pass spans many pages
-    import json.tool  # noqa: F401
-    import unittest.mock  # noqa: F401
+    for name in ("email.mime.multipart", "json.tool", "unittest.mock"):  # a full pass spans many pages
+        importlib.import_module(name)
 
     baseline = ModuleBaseline()
     read_end, write_end = os.pipe()
