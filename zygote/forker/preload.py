@@ -22,6 +22,7 @@ for ``status``; those whose kind is a property of the library are remembered in 
 
 from __future__ import annotations
 
+import _imp
 import enum
 import fnmatch
 import gc
@@ -342,6 +343,8 @@ def _packages_of(name: str) -> list[str]:
 
 MODULE_MAP_MISS = "<airflow-zygote: fill inspect's module map>"
 """A file name no module has: asking :func:`inspect.getmodule` for it maps every module in sys.modules."""
+NO_MODULE = "<airflow-zygote: no module>"
+"""What inspect's module map names for a frozen module's code file: no entry of ``sys.modules``."""
 
 
 def freeze_heap() -> None:
@@ -352,10 +355,31 @@ def freeze_heap() -> None:
     modules of a bare forker, seconds for the thousands a provider-heavy one holds, paid again by
     every worker. Filled here, the map is shared in the frozen heap and a worker only maps the
     modules its parse imported, as a stock child only maps what its manager did not.
+
+    A frame of frozen code (``<frozen importlib._bootstrap>``: five of them under every DAG file
+    being imported) is never in the map, so each lookup for one walks all of ``sys.modules``
+    again, twice per frame and ``inspect.stack()`` call, and answers None. The map answers None
+    for those names at once (:func:`frozen_code_files`).
     """
     inspect.getmodule(None, MODULE_MAP_MISS)
+    for name in frozen_code_files():
+        inspect.modulesbyfile.setdefault(name, NO_MODULE)
     gc.collect()
     gc.freeze()
+
+
+def frozen_code_files() -> list[str]:
+    """The file names of frozen modules' code (``<frozen importlib._bootstrap>``, ``<frozen os>``).
+
+    A frozen module's code is named after its original name (``_frozen_importlib`` ran from
+    ``importlib._bootstrap``); its ``__file__``, if any, is the real path, so no module has these.
+    """
+    files = []
+    for name in getattr(_imp, "_frozen_module_names", list)():  # CPython 3.11+; without it, nothing to add
+        found = _imp.find_frozen(name)
+        if found is not None:
+            files.append(f"<frozen {found[2] or name}>")
+    return files
 
 
 def summary(exc: BaseException) -> str:
