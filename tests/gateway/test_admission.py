@@ -6,18 +6,12 @@ import select
 from pathlib import Path
 from typing import Any
 
+from sent_messages import SentMessages
+
 from protocol import Error, Message, Spawn
 from zygote.config import Settings
 from zygote.gateway.dispatcher import Dispatcher
 from zygote.gateway.status import StatusBook
-
-
-class _Sessions:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    def send(self, client: bytes, message: Message) -> None:
-        self.sent.append(message)
 
 
 class _Pool:
@@ -39,8 +33,8 @@ class _Pool:
 
 def _dispatcher(
     serving: bool = True, max_workers: int = 2, max_queued: int = 1, root: str = "/dags"
-) -> tuple[Dispatcher, _Sessions]:
-    sessions = _Sessions()
+) -> tuple[Dispatcher, SentMessages]:
+    sessions = SentMessages()
     settings = Settings(socket="ipc:///x", max_workers=max_workers, max_queued=max_queued)
     dispatcher = Dispatcher(settings, (root,), sessions, _Pool(serving), StatusBook())  # type: ignore[arg-type]
     return dispatcher, sessions
@@ -56,7 +50,7 @@ def _spawn(request_id: str) -> Spawn:
     return Spawn(id=request_id, path="/dags/f.py", bundle_path="/dags", bundle_name="b", timeout=5.0, cwd="/")
 
 
-def _errors(sessions: _Sessions) -> dict[str, str]:
+def _errors(sessions: SentMessages) -> dict[str, str]:
     return {m.id: m.code for m in sessions.sent if isinstance(m, Error)}
 
 

@@ -14,20 +14,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from sent_messages import SentMessages
 from unreaped import unreaped_child
 
 from protocol import CHANNELS, Error, Exited, Message, Spawn, Started
 from zygote.config import Settings
 from zygote.gateway.dispatcher import FORKER_STALL_S, Dispatcher
 from zygote.gateway.status import StatusBook
-
-
-class _Sessions:
-    def __init__(self) -> None:
-        self.sent: list[Message] = []
-
-    def send(self, client: bytes, message: Message) -> None:
-        self.sent.append(message)
 
 
 class _Forker:
@@ -53,7 +46,7 @@ class _Forker:
 
 def test_a_stall_ends_the_queue_and_answers_a_finished_worker_once(tmp_path: Path) -> None:
     (tmp_path / "f.py").write_text("")
-    sessions, forker, book = _Sessions(), _Forker(), StatusBook()
+    sessions, forker, book = SentMessages(), _Forker(), StatusBook()
     settings = Settings(socket="ipc:///x", max_workers=1, max_queued=1)
     dispatcher = Dispatcher(settings, (str(tmp_path),), sessions, forker, book)  # type: ignore[arg-type]
     spawn = Spawn(id="", path=str(tmp_path / "f.py"), bundle_path=str(tmp_path), bundle_name="b", timeout=5.0, cwd="/")
